@@ -1,0 +1,39 @@
+// Package caddyfile registers the Caddyfile side of caddy-fhir-imaging: the
+// fhir_imaging global option and the fhir_rewrite, dicomweb and wado_uri
+// directives, with their place in Caddy's directive order, so that no
+// "order" option is needed. It holds no behaviour of its own: the parsing of
+// each block lives beside the module it configures.
+package caddyfile
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("fhir_imaging", parseApp)
+	httpcaddyfile.RegisterHandlerDirective("fhir_rewrite", parseFHIRRewrite)
+	// fhir_rewrite wraps the proxy to the FHIR server, so it must run first.
+	httpcaddyfile.RegisterDirectiveOrder("fhir_rewrite", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the fhir_imaging global option may appear only once")
+	}
+	app := new(module.App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "fhir_imaging", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseFHIRRewrite(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(module.FHIRRewrite)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}

@@ -1,0 +1,201 @@
+// Package module holds the Caddy modules of caddy-fhir-imaging: the
+// fhir_imaging app and the fhir_rewrite, dicomweb and wado_uri HTTP handlers.
+// They are thin glue between Caddy and the pure logic in the fhirjson, dicom
+// and resolve packages.
+package module
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the fhir_imaging app: the state that the gateway's handlers share.
+// It knows the upstream FHIR server used for look-ups, the named DICOM
+// archives (each proxied by its own embedded reverse_proxy), and the cache
+// that maps Endpoints and DICOM studies to archives.
+type App struct {
+	// FHIR is the base URL of the upstream FHIR server, used to look up
+	// Endpoint and ImagingStudy resources, e.g. http://127.0.0.1:8080/fhir.
+	// Without it, only Endpoints carried in a response itself are used and
+	// DICOMweb requests cannot be routed.
+	FHIR string `json:"fhir,omitempty"`
+
+	// Archives are the DICOM archives the gateway may contact, by name.
+	// No request is ever sent to an address that is not one of them.
+	Archives map[string]*Archive `json:"archives,omitempty"`
+
+	// CacheTTL is how long a resolved Endpoint or study location is kept.
+	// Default: 5m.
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+
+	// NegativeTTL is how long "this Endpoint or study is not known" is kept.
+	// Default: 10s.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+
+	// CacheSize bounds the number of entries of each cache (Endpoints,
+	// studies). Default: 10000.
+	CacheSize int `json:"cache_size,omitempty"`
+
+	// LookupTimeout bounds one look-up against the FHIR server. A look-up
+	// that fails or times out leaves the affected series without injected
+	// URLs and never fails a FHIR response. Default: 2s.
+	LookupTimeout caddy.Duration `json:"lookup_timeout,omitempty"`
+
+	// StoreArchive names the archive that receives STOW-RS (POST /studies).
+	// Default: none, and STOW-RS is refused.
+	StoreArchive string `json:"store_archive,omitempty"`
+
+	// DefaultArchive names the archive asked for a study that the FHIR
+	// server does not know. Default: none, and such requests get 404.
+	DefaultArchive string `json:"default_archive,omitempty"`
+
+	resolver  *resolve.Resolver
+	addresses map[string]string // normalised address → archive name
+	names     []string          // archive names, sorted
+	logger    *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "fhir_imaging",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision fills in defaults, provisions the archives and sets up the
+// resolver.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.CacheTTL == 0 {
+		a.CacheTTL = caddy.Duration(5 * time.Minute)
+	}
+	if a.NegativeTTL == 0 {
+		a.NegativeTTL = caddy.Duration(10 * time.Second)
+	}
+	if a.CacheSize == 0 {
+		a.CacheSize = 10000
+	}
+	if a.LookupTimeout == 0 {
+		a.LookupTimeout = caddy.Duration(2 * time.Second)
+	}
+	a.FHIR = strings.TrimRight(a.FHIR, "/")
+	a.addresses = map[string]string{}
+	a.names = a.names[:0]
+	for name, ar := range a.Archives {
+		if ar == nil {
+			return fmt.Errorf("archive %q: no configuration", name)
+		}
+		if err := ar.provision(ctx, name); err != nil {
+			return fmt.Errorf("archive %q: %v", name, err)
+		}
+		for _, addr := range ar.addresses() {
+			if other, dup := a.addresses[addr]; dup && other != name {
+				return fmt.Errorf("address %s is claimed by archives %q and %q", addr, other, name)
+			}
+			a.addresses[addr] = name
+		}
+		a.names = append(a.names, name)
+	}
+	sort.Strings(a.names)
+	a.resolver = resolve.New(resolve.Config{
+		FHIRBase:    a.FHIR,
+		Client:      &http.Client{Timeout: time.Duration(a.LookupTimeout)},
+		TTL:         time.Duration(a.CacheTTL),
+		NegativeTTL: time.Duration(a.NegativeTTL),
+		Timeout:     time.Duration(a.LookupTimeout),
+		MaxEntries:  a.CacheSize,
+		Archive:     a.archiveByAddress,
+	})
+	return nil
+}
+
+// Validate checks the configuration; it is fast and contacts nothing.
+func (a *App) Validate() error {
+	if a.FHIR != "" {
+		if err := checkHTTPURL(a.FHIR); err != nil {
+			return fmt.Errorf("fhir: %v", err)
+		}
+	}
+	for _, n := range []struct{ what, name string }{{"store_archive", a.StoreArchive}, {"default_archive", a.DefaultArchive}} {
+		if n.name != "" && a.Archives[n.name] == nil {
+			return fmt.Errorf("%s: no archive named %q", n.what, n.name)
+		}
+	}
+	return nil
+}
+
+// Start implements caddy.App; the app has nothing to start.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App; the app has nothing to stop.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases the archives' proxies. It is safe to call at any point.
+func (a *App) Cleanup() error {
+	for _, ar := range a.Archives {
+		if ar != nil {
+			ar.cleanup()
+		}
+	}
+	return nil
+}
+
+// archiveByAddress returns the name of the archive that a normalised
+// Endpoint address means, or "".
+func (a *App) archiveByAddress(normalized string) string {
+	return a.addresses[normalized]
+}
+
+// Archive returns the archive with the given name, or nil.
+func (a *App) Archive(name string) *Archive { return a.Archives[name] }
+
+// Resolver returns the app's resolver.
+func (a *App) Resolver() *resolve.Resolver { return a.resolver }
+
+// ArchiveFor returns the archive an Endpoint address means, or nil.
+func (a *App) ArchiveFor(address string) *Archive {
+	if n := a.addresses[fhirjson.NormalizeBase(address)]; n != "" {
+		return a.Archives[n]
+	}
+	return nil
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q is not an http or https URL", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q must not have a query or fragment", s)
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,152 @@
+package module
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+)
+
+// Archive is one DICOM archive the gateway routes to.
+type Archive struct {
+	// URL is the archive's DICOMweb base URL, e.g.
+	// http://127.0.0.1:8042/dicom-web. Requests are proxied to
+	// <URL>/studies/..., and an Endpoint whose address equals it (after
+	// normalisation) means this archive.
+	URL string `json:"url"`
+
+	// WADOURI is the archive's WADO-URI base URL, e.g.
+	// http://127.0.0.1:8042/wado. Default: none, and WADO-URI requests for
+	// this archive are refused and no WADO-URI URL is injected for it.
+	WADOURI string `json:"wado_uri,omitempty"`
+
+	// EndpointAddresses are further Endpoint.address values that mean this
+	// archive (e.g. the public address that FHIR data carries).
+	EndpointAddresses []string `json:"endpoint_addresses,omitempty"`
+
+	// PassAuthorization sends the client's Authorization header on to the
+	// archive. Default: false, the header is removed; set archive
+	// credentials with the proxy's request headers instead.
+	PassAuthorization bool `json:"pass_authorization,omitempty"`
+
+	// Proxy is the reverse_proxy handler that carries traffic to the
+	// archive, with everything reverse_proxy offers (TLS, health checks,
+	// load balancing over several upstreams, retries, header manipulation).
+	// Default: one upstream at the URL's host and port, TLS for https, and
+	// the Host header set to the upstream's address.
+	Proxy *reverseproxy.Handler `json:"proxy,omitempty"`
+
+	name      string
+	base      *url.URL // parsed URL
+	uriBase   *url.URL // parsed WADOURI, or nil
+	normalURL string
+}
+
+func (ar *Archive) provision(ctx caddy.Context, name string) error {
+	ar.name = name
+	var err error
+	if ar.base, err = parseArchiveURL(ar.URL); err != nil {
+		return fmt.Errorf("url: %v", err)
+	}
+	ar.normalURL = fhirjson.NormalizeBase(ar.URL)
+	if ar.WADOURI != "" {
+		if ar.uriBase, err = parseArchiveURL(ar.WADOURI); err != nil {
+			return fmt.Errorf("wado_uri: %v", err)
+		}
+		if !strings.EqualFold(ar.uriBase.Host, ar.base.Host) || ar.uriBase.Scheme != ar.base.Scheme {
+			return fmt.Errorf("wado_uri %s must be on the same scheme, host and port as url %s, since both go through the archive's proxy", ar.WADOURI, ar.URL)
+		}
+	}
+	for _, a := range ar.EndpointAddresses {
+		if err := checkHTTPURL(a); err != nil {
+			return fmt.Errorf("endpoint_address: %v", err)
+		}
+	}
+	if ar.Proxy == nil {
+		ar.Proxy = new(reverseproxy.Handler)
+	}
+	if len(ar.Proxy.Upstreams) == 0 && ar.Proxy.DynamicUpstreamsRaw == nil {
+		ar.Proxy.Upstreams = reverseproxy.UpstreamPool{{Dial: hostPort(ar.base)}}
+	}
+	if ar.base.Scheme == "https" && ar.Proxy.TransportRaw == nil {
+		ar.Proxy.TransportRaw = caddyconfig.JSONModuleObject(
+			&reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{}}, "protocol", "http", nil)
+	}
+	if ar.Proxy.Headers == nil {
+		ar.Proxy.Headers = new(headers.Handler)
+	}
+	if ar.Proxy.Headers.Request == nil {
+		ar.Proxy.Headers.Request = new(headers.HeaderOps)
+	}
+	if ar.Proxy.Headers.Request.Set.Get("Host") == "" {
+		if ar.Proxy.Headers.Request.Set == nil {
+			ar.Proxy.Headers.Request.Set = http.Header{}
+		}
+		ar.Proxy.Headers.Request.Set.Set("Host", "{http.reverse_proxy.upstream.hostport}")
+	}
+	return ar.Proxy.Provision(ctx)
+}
+
+func (ar *Archive) cleanup() {
+	if ar.Proxy != nil {
+		_ = ar.Proxy.Cleanup()
+	}
+}
+
+// Name returns the archive's configured name.
+func (ar *Archive) Name() string { return ar.name }
+
+// addresses returns every normalised address that means this archive.
+func (ar *Archive) addresses() []string {
+	out := []string{ar.normalURL}
+	if ar.WADOURI != "" {
+		out = append(out, fhirjson.NormalizeBase(ar.WADOURI))
+	}
+	for _, a := range ar.EndpointAddresses {
+		out = append(out, fhirjson.NormalizeBase(a))
+	}
+	return out
+}
+
+// serve proxies r to the archive at the given path (already validated, below
+// the archive's own origin) and query, streaming both ways.
+func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery string) error {
+	r.URL.Path = path
+	r.URL.RawPath = ""
+	r.URL.RawQuery = rawQuery
+	r.RequestURI = r.URL.RequestURI()
+	if !ar.PassAuthorization {
+		r.Header.Del("Authorization")
+	}
+	return ar.Proxy.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+}
+
+func parseArchiveURL(s string) (*url.URL, error) {
+	if err := checkHTTPURL(s); err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(strings.TrimRight(s, "/"))
+	if u.User != nil {
+		return nil, fmt.Errorf("%q must not carry credentials; use the proxy's header_up", s)
+	}
+	return u, nil
+}
+
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}

@@ -1,0 +1,238 @@
+package module
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
+//
+//	fhir_imaging {
+//		fhir            <base-url>
+//		archive         <name> <dicomweb-url> {
+//			wado_uri            <wado-uri-url>
+//			endpoint_address    <url>...
+//			pass_authorization
+//			<any reverse_proxy subdirective>
+//		}
+//		cache_ttl       <duration>
+//		negative_ttl    <duration>
+//		cache_size      <entries>
+//		lookup_timeout  <duration>
+//		store_archive   <name>
+//		default_archive <name>
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "fhir":
+			if !d.AllArgs(&a.FHIR) {
+				return d.ArgErr()
+			}
+		case "archive":
+			name, ar, err := unmarshalArchive(d)
+			if err != nil {
+				return err
+			}
+			if a.Archives == nil {
+				a.Archives = map[string]*Archive{}
+			}
+			if _, dup := a.Archives[name]; dup {
+				return d.Errf("archive %q is defined twice", name)
+			}
+			a.Archives[name] = ar
+		case "cache_ttl", "negative_ttl", "lookup_timeout":
+			opt := d.Val()
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("%s: %v", opt, err)
+			}
+			if dur <= 0 {
+				return d.Errf("%s must be positive", opt)
+			}
+			switch opt {
+			case "cache_ttl":
+				a.CacheTTL = caddy.Duration(dur)
+			case "negative_ttl":
+				a.NegativeTTL = caddy.Duration(dur)
+			default:
+				a.LookupTimeout = caddy.Duration(dur)
+			}
+		case "cache_size":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return d.Errf("cache_size must be a positive number of entries, not %q", v)
+			}
+			a.CacheSize = n
+		case "store_archive":
+			if !d.AllArgs(&a.StoreArchive) {
+				return d.ArgErr()
+			}
+		case "default_archive":
+			if !d.AllArgs(&a.DefaultArchive) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized fhir_imaging option '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshalArchive reads one "archive <name> <url> [{ ... }]" line. The
+// block's own subdirectives are read here; every other subdirective is handed
+// to reverse_proxy's own Caddyfile parser, as if it appeared in
+// "reverse_proxy <scheme>://<host> { ... }", so that archives take exactly
+// the reverse_proxy syntax users know.
+func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
+	head := d.Token()
+	var name, rawURL string
+	if !d.Args(&name, &rawURL) {
+		return "", nil, d.ArgErr()
+	}
+	urlTok := d.Token()
+	if d.NextArg() {
+		return "", nil, d.ArgErr()
+	}
+	ar := &Archive{URL: rawURL}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", nil, d.Errf("archive %s: %q is not an http or https URL", name, rawURL)
+	}
+	tok := func(from caddyfile.Token, text string, lineDelta int) caddyfile.Token {
+		from.Text = text
+		from.Line += lineDelta
+		return from
+	}
+	proxyTokens := []caddyfile.Token{
+		tok(head, "reverse_proxy", 0),
+		tok(urlTok, u.Scheme+"://"+u.Host, 0),
+		tok(urlTok, "{", 0),
+	}
+	custom := false
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "wado_uri":
+			if !d.AllArgs(&ar.WADOURI) {
+				return "", nil, d.ArgErr()
+			}
+		case "endpoint_address":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return "", nil, d.ArgErr()
+			}
+			ar.EndpointAddresses = append(ar.EndpointAddresses, args...)
+		case "pass_authorization":
+			if d.NextArg() {
+				return "", nil, d.ArgErr()
+			}
+			ar.PassAuthorization = true
+		case "handle_response", "rewrite", "method":
+			return "", nil, d.Errf("archive %s: reverse_proxy subdirective '%s' is not supported in an archive block: the gateway decides paths and handles answers itself", name, d.Val())
+		default:
+			proxyTokens = append(proxyTokens, d.NextSegment()...)
+			custom = true
+		}
+	}
+	if !custom {
+		// Provision derives the default proxy from the URL; keeping it out
+		// of the JSON keeps the adapted config readable.
+		return name, ar, nil
+	}
+	last := proxyTokens[len(proxyTokens)-1]
+	proxyTokens = append(proxyTokens, tok(last, "}", 1))
+	rp := new(reverseproxy.Handler)
+	if err := rp.UnmarshalCaddyfile(caddyfile.NewDispenser(proxyTokens)); err != nil {
+		return "", nil, err
+	}
+	ar.Proxy = rp
+	return name, ar, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	fhir_rewrite {
+//		dicomweb_base  <path-or-url>
+//		wado_uri_base  <path-or-url>
+//		mode           proxy|direct
+//		extension_base <uri>
+//		max_body_size  <bytes>
+//	}
+func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch opt {
+		case "dicomweb_base":
+			h.DICOMwebBase = v
+		case "wado_uri_base":
+			h.WADOURIBase = v
+		case "mode":
+			if v != ModeProxy && v != ModeDirect {
+				return d.Errf("mode must be %s or %s, not %q", ModeProxy, ModeDirect, v)
+			}
+			h.Mode = v
+		case "extension_base":
+			h.ExtensionBase = v
+		case "max_body_size":
+			n, err := parseSize(v)
+			if err != nil {
+				return d.Errf("max_body_size: %v", err)
+			}
+			h.MaxBodySize = n
+		default:
+			return d.Errf("unrecognized fhir_rewrite subdirective '%s'", opt)
+		}
+	}
+	return nil
+}
+
+// parseSize reads a byte count such as 1048576, 512KiB, 32MiB or 1GB.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, strconv.ErrSyntax
+	}
+	return n * mult, nil
+}
+
+// Interface guards.
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*FHIRRewrite)(nil)
+)

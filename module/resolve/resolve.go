@@ -1,0 +1,271 @@
+// Package resolve answers the two questions the gateway asks its FHIR server:
+// what an Endpoint is (for the rewrite) and which archive holds a DICOM study
+// or series (for routing). Answers are cached with a TTL in a size-bounded
+// cache, concurrent misses for the same key are collapsed into one request,
+// and the Endpoints missing from one response are fetched with one search.
+//
+// The package knows nothing of Caddy; it speaks plain HTTP to one configured
+// FHIR base and never to any other address.
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/tidwall/gjson"
+)
+
+// Config configures a Resolver.
+type Config struct {
+	// FHIRBase is the upstream FHIR base URL, without trailing slash.
+	FHIRBase string
+	// Client sends the look-ups; http.DefaultClient when nil.
+	Client *http.Client
+	// TTL is how long an answer is kept.
+	TTL time.Duration
+	// NegativeTTL is how long "not found" is kept.
+	NegativeTTL time.Duration
+	// Timeout bounds one look-up, whatever the caller's deadline.
+	Timeout time.Duration
+	// MaxEntries bounds each cache.
+	MaxEntries int
+	// Archive maps a normalised Endpoint address to the name of the
+	// configured archive it means, or "" for none.
+	Archive func(address string) string
+	// BatchSize is the largest number of ids asked for in one search.
+	BatchSize int
+	// MaxBody bounds a FHIR answer that is read.
+	MaxBody int64
+	// Now is the clock (time.Now when nil); tests replace it.
+	Now func() time.Time
+}
+
+// Resolver performs and caches look-ups. It is safe for concurrent use.
+type Resolver struct {
+	cfg       Config
+	base      string
+	endpoints *cache[endpointAnswer]
+	studies   *cache[*Study]
+	epFlights flights[endpointAnswer]
+	stFlights flights[*Study]
+}
+
+type endpointAnswer struct {
+	ep    fhirjson.Endpoint
+	found bool
+}
+
+// New returns a Resolver for cfg, filling in defaults.
+func New(cfg Config) *Resolver {
+	if cfg.Client == nil {
+		cfg.Client = http.DefaultClient
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 10000
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 50
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 32 << 20
+	}
+	if cfg.Archive == nil {
+		cfg.Archive = func(string) string { return "" }
+	}
+	cfg.FHIRBase = strings.TrimRight(cfg.FHIRBase, "/")
+	return &Resolver{
+		cfg:       cfg,
+		base:      fhirjson.NormalizeBase(cfg.FHIRBase),
+		endpoints: newCache[endpointAnswer](cfg.MaxEntries, cfg.Now),
+		studies:   newCache[*Study](cfg.MaxEntries, cfg.Now),
+	}
+}
+
+// Base returns the normalised FHIR base the Resolver asks.
+func (r *Resolver) Base() string { return r.base }
+
+// ErrNoFHIR is returned when no FHIR base is configured.
+var ErrNoFHIR = errors.New("no FHIR server is configured for look-ups")
+
+// UpstreamError says that the FHIR server could not answer a look-up.
+type UpstreamError struct {
+	// Timeout is true when the look-up ran out of time.
+	Timeout bool
+	// Err is the underlying error.
+	Err error
+}
+
+func (e *UpstreamError) Error() string {
+	if e.Timeout {
+		return "the FHIR server did not answer in time: " + e.Err.Error()
+	}
+	return "the FHIR server could not be asked: " + e.Err.Error()
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Endpoints returns the Endpoints with the given ids that exist, from the
+// cache or from the FHIR server. The ids not cached are asked for in as few
+// searches as possible (Endpoint?_id=a,b,c); ids already being fetched for
+// another caller are waited for rather than fetched again. An error means
+// that some ids could not be looked up; the map still holds what is known.
+func (r *Resolver) Endpoints(ctx context.Context, ids []string) (map[string]fhirjson.Endpoint, error) {
+	out := make(map[string]fhirjson.Endpoint, len(ids))
+	var lead []string
+	leading := map[string]*flight[endpointAnswer]{}
+	waiting := map[string]*flight[endpointAnswer]{}
+	for _, id := range ids {
+		if a, ok := r.endpoints.get(id); ok {
+			if a.found {
+				out[id] = a.ep
+			}
+			continue
+		}
+		if _, dup := leading[id]; dup {
+			continue
+		}
+		fl, leader := r.epFlights.join(id)
+		if leader {
+			leading[id] = fl
+			lead = append(lead, id)
+		} else {
+			waiting[id] = fl
+		}
+	}
+	var firstErr error
+	if len(lead) > 0 {
+		got, err := r.fetchEndpoints(ctx, lead)
+		firstErr = err
+		for _, id := range lead {
+			a := endpointAnswer{}
+			if e, ok := got[id]; ok {
+				a = endpointAnswer{ep: e, found: true}
+				out[id] = e
+				r.endpoints.put(id, a, r.cfg.TTL)
+			} else if err == nil {
+				r.endpoints.put(id, a, r.cfg.NegativeTTL)
+			}
+			r.epFlights.land(id, leading[id], a, err)
+		}
+	}
+	for id, fl := range waiting {
+		select {
+		case <-fl.done:
+			if fl.err != nil && firstErr == nil {
+				firstErr = fl.err
+			}
+			if fl.value.found {
+				out[id] = fl.value.ep
+			}
+		case <-ctx.Done():
+			if firstErr == nil {
+				firstErr = &UpstreamError{Timeout: true, Err: ctx.Err()}
+			}
+		}
+	}
+	return out, firstErr
+}
+
+// fetchEndpoints asks the FHIR server for the given Endpoints, BatchSize ids
+// per search. When the server refuses the search, each id is read on its own.
+func (r *Resolver) fetchEndpoints(ctx context.Context, ids []string) (map[string]fhirjson.Endpoint, error) {
+	if r.cfg.FHIRBase == "" {
+		return nil, ErrNoFHIR
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
+	defer cancel()
+	got := map[string]fhirjson.Endpoint{}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for i := 0; i < len(ids); i += r.cfg.BatchSize {
+		batch := ids[i:min(i+r.cfg.BatchSize, len(ids))]
+		q := url.Values{"_id": {strings.Join(batch, ",")}, "_count": {fmt.Sprint(len(batch))}}
+		body, status, err := r.get(ctx, r.cfg.FHIRBase+"/Endpoint?"+q.Encode())
+		if err != nil {
+			return got, err
+		}
+		if status/100 != 2 {
+			// The server does not take this search: read one by one.
+			for _, id := range batch {
+				body, status, err := r.get(ctx, r.cfg.FHIRBase+"/Endpoint/"+id)
+				if err != nil {
+					return got, err
+				}
+				if status/100 == 2 {
+					if e, ok := fhirjson.ParseEndpoint(string(body)); ok && e.ID == id {
+						got[id] = e
+					}
+				} else if status != http.StatusNotFound && status != http.StatusGone {
+					return got, &UpstreamError{Err: fmt.Errorf("Endpoint read answered %d", status)}
+				}
+			}
+			continue
+		}
+		gjson.GetBytes(body, "entry.#.resource").ForEach(func(_, res gjson.Result) bool {
+			if e, ok := fhirjson.ParseEndpoint(res.Raw); ok && want[e.ID] {
+				got[e.ID] = e
+			}
+			return true
+		})
+	}
+	return got, nil
+}
+
+// get sends one GET to the FHIR server and reads a bounded body.
+func (r *Resolver) get(ctx context.Context, u string) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	resp, err := r.cfg.Client.Do(req)
+	if err != nil {
+		return nil, 0, &UpstreamError{Timeout: errors.Is(err, context.DeadlineExceeded) || isTimeout(err), Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, r.cfg.MaxBody+1))
+	if err != nil {
+		return nil, 0, &UpstreamError{Timeout: errors.Is(err, context.DeadlineExceeded) || isTimeout(err), Err: err}
+	}
+	if int64(len(body)) > r.cfg.MaxBody {
+		return nil, 0, &UpstreamError{Err: fmt.Errorf("answer larger than %d bytes", r.cfg.MaxBody)}
+	}
+	return body, resp.StatusCode, nil
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// PurgeEndpoint drops one cached Endpoint.
+func (r *Resolver) PurgeEndpoint(id string) { r.endpoints.delete(id) }
+
+// PurgeStudy drops one cached study route.
+func (r *Resolver) PurgeStudy(uid string) { r.studies.delete(uid) }
+
+// PurgeAll empties both caches.
+func (r *Resolver) PurgeAll() {
+	r.endpoints.purge()
+	r.studies.purge()
+}
+
+// CacheSizes returns the number of cached Endpoints and study routes.
+func (r *Resolver) CacheSizes() (endpoints, studies int) {
+	return r.endpoints.len(), r.studies.len()
+}

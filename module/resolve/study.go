@@ -1,0 +1,246 @@
+package resolve
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/tidwall/gjson"
+)
+
+// Placement names the archives that serve one series (or, for a study's
+// default, the series an ImagingStudy does not list), per connection type.
+// An empty name means no configured archive.
+type Placement struct {
+	// WADORS is the archive of the effective WADO-RS Endpoint.
+	WADORS string `json:"wado_rs,omitempty"`
+	// WADOURI is the archive of the effective WADO-URI Endpoint.
+	WADOURI string `json:"wado_uri,omitempty"`
+}
+
+// Study is what the FHIR server says about where one DICOM study is.
+type Study struct {
+	// Known is false when no ImagingStudy has this Study Instance UID.
+	Known bool `json:"known"`
+	// Default is the placement given by study-level Endpoints, used for
+	// series that no ImagingStudy lists.
+	Default Placement `json:"default"`
+	// Series maps a Series Instance UID to its placement.
+	Series map[string]Placement `json:"series,omitempty"`
+}
+
+// Archives returns the distinct archives that hold any of the study's series
+// for connection type t, sorted.
+func (s *Study) Archives(t fhirjson.ConnectionType) []string {
+	seen := map[string]bool{}
+	add := func(p Placement) {
+		if n := p.of(t); n != "" {
+			seen[n] = true
+		}
+	}
+	add(s.Default)
+	for _, p := range s.Series {
+		add(p)
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (p Placement) of(t fhirjson.ConnectionType) string {
+	if t == fhirjson.WADOURI {
+		return p.WADOURI
+	}
+	return p.WADORS
+}
+
+// ArchiveFor returns the archive to ask for connection type t about the given
+// series, or about the whole study when series is "". For a series it is the
+// series' own placement, else the study default. For the whole study it is
+// the default, else the one archive all series are in; when the series are
+// spread over several archives and there is no default, it is the archive
+// holding the most series (ties broken by name), since one archive must be
+// chosen for a single upstream request.
+func (s *Study) ArchiveFor(t fhirjson.ConnectionType, series string) string {
+	if series != "" {
+		if p, ok := s.Series[series]; ok && p.of(t) != "" {
+			return p.of(t)
+		}
+		return s.Default.of(t)
+	}
+	if n := s.Default.of(t); n != "" {
+		return n
+	}
+	count := map[string]int{}
+	for _, p := range s.Series {
+		if n := p.of(t); n != "" {
+			count[n]++
+		}
+	}
+	best := ""
+	for n, c := range count {
+		if best == "" || c > count[best] || c == count[best] && n < best {
+			best = n
+		}
+	}
+	return best
+}
+
+// maxStudyPages bounds how many search pages are followed for one study.
+const maxStudyPages = 10
+
+// Study returns where the DICOM study with the given Study Instance UID is,
+// from the cache or from one FHIR search
+// (ImagingStudy?identifier=urn:dicom:uid|urn:oid:<uid>,urn:dicom:uid|<uid>&_include=ImagingStudy:endpoint).
+// All ImagingStudy resources with that UID are combined. Concurrent calls for
+// the same study share one search. The uid must already be validated.
+func (r *Resolver) Study(ctx context.Context, uid string) (*Study, error) {
+	if s, ok := r.studies.get(uid); ok {
+		return s, nil
+	}
+	fl, leader := r.stFlights.join(uid)
+	if !leader {
+		select {
+		case <-fl.done:
+			return fl.value, fl.err
+		case <-ctx.Done():
+			return nil, &UpstreamError{Timeout: true, Err: ctx.Err()}
+		}
+	}
+	s, err := r.fetchStudy(ctx, uid)
+	if err == nil {
+		ttl := r.cfg.TTL
+		if !s.Known {
+			ttl = r.cfg.NegativeTTL
+		}
+		r.studies.put(uid, s, ttl)
+	}
+	r.stFlights.land(uid, fl, s, err)
+	return s, err
+}
+
+// Explain answers like Study but never reads or fills the cache.
+func (r *Resolver) Explain(ctx context.Context, uid string) (*Study, error) {
+	return r.fetchStudy(ctx, uid)
+}
+
+func (r *Resolver) fetchStudy(ctx context.Context, uid string) (*Study, error) {
+	if r.cfg.FHIRBase == "" {
+		return nil, ErrNoFHIR
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
+	defer cancel()
+	q := url.Values{
+		"identifier": {"urn:dicom:uid|urn:oid:" + uid + ",urn:dicom:uid|" + uid},
+		"_include":   {"ImagingStudy:endpoint"},
+		"_count":     {"100"},
+	}
+	next := r.cfg.FHIRBase + "/ImagingStudy?" + q.Encode()
+	var docs []*fhirjson.Document
+	for page := 0; next != "" && page < maxStudyPages; page++ {
+		body, status, err := r.get(tctx, next)
+		if err != nil {
+			return nil, err
+		}
+		if status/100 != 2 {
+			return nil, &UpstreamError{Err: httpStatusError(status)}
+		}
+		doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: []string{r.base}})
+		if err != nil {
+			return nil, &UpstreamError{Err: err}
+		}
+		docs = append(docs, doc)
+		next = r.nextLink(body)
+	}
+	var missing []string
+	for _, d := range docs {
+		missing = append(missing, d.MissingEndpoints()...)
+	}
+	fetched, err := r.Endpoints(tctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	s := &Study{Series: map[string]Placement{}}
+	for _, d := range docs {
+		for _, st := range d.Studies {
+			if st.UID != uid {
+				continue
+			}
+			s.Known = true
+			if s.Default == (Placement{}) {
+				s.Default = r.placement(st, nil, fetched)
+			}
+			for _, se := range st.Series {
+				if se.UID == "" {
+					continue
+				}
+				p := r.placement(st, se, fetched)
+				if old, ok := s.Series[se.UID]; ok {
+					// Several ImagingStudies list this series: keep what
+					// the first said and fill in what it left open.
+					if old.WADORS == "" {
+						old.WADORS = p.WADORS
+					}
+					if old.WADOURI == "" {
+						old.WADOURI = p.WADOURI
+					}
+					p = old
+				}
+				s.Series[se.UID] = p
+			}
+		}
+	}
+	return s, nil
+}
+
+// placement maps the effective Endpoints of a series (or, with se nil, of
+// the study itself) to archive names.
+func (r *Resolver) placement(st *fhirjson.Study, se *fhirjson.Series, fetched map[string]fhirjson.Endpoint) Placement {
+	if se == nil {
+		se = &fhirjson.Series{}
+	}
+	var p Placement
+	if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
+		p.WADORS = r.cfg.Archive(fhirjson.NormalizeBase(e.Address))
+	}
+	if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
+		p.WADOURI = r.cfg.Archive(fhirjson.NormalizeBase(e.Address))
+	}
+	return p
+}
+
+// nextLink returns the Bundle's next link if it points at the configured FHIR
+// server (scheme, host and port), and "" otherwise: the gateway never follows
+// a link elsewhere.
+func (r *Resolver) nextLink(body []byte) string {
+	var next string
+	gjson.GetBytes(body, "link").ForEach(func(_, l gjson.Result) bool {
+		if l.Get("relation").String() == "next" {
+			next = l.Get("url").String()
+			return false
+		}
+		return true
+	})
+	if next == "" {
+		return ""
+	}
+	nu, err1 := url.Parse(next)
+	bu, err2 := url.Parse(r.cfg.FHIRBase)
+	if err1 != nil || err2 != nil || !strings.EqualFold(nu.Scheme, bu.Scheme) || !strings.EqualFold(nu.Host, bu.Host) {
+		return ""
+	}
+	return next
+}
+
+type httpStatusError int
+
+func (e httpStatusError) Error() string {
+	return "the FHIR search answered " + http.StatusText(int(e)) + " (" + strconv.Itoa(int(e)) + ")"
+}

@@ -1,0 +1,342 @@
+package module
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+)
+
+func init() {
+	caddy.RegisterModule(FHIRRewrite{})
+}
+
+// Rewrite modes.
+const (
+	// ModeProxy points injected URLs at this gateway, and only for Endpoints
+	// that map to a configured archive.
+	ModeProxy = "proxy"
+	// ModeDirect points injected URLs at the Endpoint's own address.
+	ModeDirect = "direct"
+)
+
+// FHIRRewrite is HTTP middleware for FHIR routes, placed before
+// reverse_proxy. In every JSON response that carries ImagingStudy resources
+// it adds to each series and instance an extension with a resolved,
+// ready-to-use WADO-RS URL (and to each instance a WADO-URI URL), computed
+// from ImagingStudy.endpoint and ImagingStudy.series.endpoint. Everything
+// else in the body is left byte for byte as it was, and responses it should
+// not rewrite pass through untouched.
+type FHIRRewrite struct {
+	// DICOMwebBase is where this gateway serves DICOMweb. A path is taken
+	// relative to the request's scheme and host; an absolute URL is used as
+	// it is. Default: /wado-rs.
+	DICOMwebBase string `json:"dicomweb_base,omitempty"`
+
+	// WADOURIBase is where this gateway serves WADO-URI, relative or
+	// absolute like DICOMwebBase. Default: /wado.
+	WADOURIBase string `json:"wado_uri_base,omitempty"`
+
+	// Mode is "proxy" (URLs point at this gateway, only for Endpoints that
+	// map to a configured archive) or "direct" (URLs point at the
+	// Endpoint's own address). Default: proxy.
+	Mode string `json:"mode,omitempty"`
+
+	// ExtensionBase prefixes the URLs of the injected extensions, which are
+	// <extension_base>wado-rs and <extension_base>wado-uri. Default:
+	// https://fhirimaging.github.io/caddy-fhir-imaging/StructureDefinition/.
+	ExtensionBase string `json:"extension_base,omitempty"`
+
+	// MaxBodySize is the largest response body, in bytes after
+	// decompression, that is rewritten; larger ones pass through unchanged
+	// and are never held in memory whole. Default: 33554432 (32 MiB).
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	app        *App
+	ext        fhirjson.Extensions
+	localBases []string
+	upPath     string // path of the upstream FHIR base
+	logger     *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (FHIRRewrite) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.fhir_rewrite",
+		New: func() caddy.Module { return new(FHIRRewrite) },
+	}
+}
+
+// Provision fills in defaults and connects to the fhir_imaging app.
+func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.DICOMwebBase == "" {
+		h.DICOMwebBase = "/wado-rs"
+	}
+	if h.WADOURIBase == "" {
+		h.WADOURIBase = "/wado"
+	}
+	if h.Mode == "" {
+		h.Mode = ModeProxy
+	}
+	if h.ExtensionBase == "" {
+		h.ExtensionBase = fhirjson.DefaultExtensionBase
+	}
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = 32 << 20
+	}
+	h.DICOMwebBase = strings.TrimRight(h.DICOMwebBase, "/")
+	h.WADOURIBase = strings.TrimRight(h.WADOURIBase, "/")
+	h.ext = fhirjson.ExtensionsFor(h.ExtensionBase)
+	appIface, err := ctx.App("fhir_imaging")
+	if err != nil {
+		return fmt.Errorf("loading fhir_imaging app: %v", err)
+	}
+	h.app = appIface.(*App)
+	if h.app.FHIR != "" {
+		h.localBases = []string{fhirjson.NormalizeBase(h.app.FHIR)}
+		if i := strings.Index(h.app.FHIR, "://"); i >= 0 {
+			if j := strings.Index(h.app.FHIR[i+3:], "/"); j >= 0 {
+				h.upPath = h.app.FHIR[i+3+j:]
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *FHIRRewrite) Validate() error {
+	if h.Mode != ModeProxy && h.Mode != ModeDirect {
+		return fmt.Errorf("mode must be %q or %q, not %q", ModeProxy, ModeDirect, h.Mode)
+	}
+	for _, b := range []string{h.DICOMwebBase, h.WADOURIBase} {
+		if strings.HasPrefix(b, "/") {
+			continue
+		}
+		if err := checkHTTPURL(b); err != nil {
+			return fmt.Errorf("base %q is neither a path nor an http(s) URL: %v", b, err)
+		}
+	}
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size must not be negative")
+	}
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// ServeHTTP captures the upstream answer when it may carry ImagingStudy
+// resources and rewrites it; every other answer streams through.
+func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
+		return next.ServeHTTP(w, r)
+	}
+	// Ask upstream only for encodings this handler can undo, so that a
+	// compressed answer can still be rewritten.
+	if ae := r.Header.Values("Accept-Encoding"); len(ae) > 0 {
+		if acceptsGzip(ae) {
+			r.Header.Set("Accept-Encoding", "gzip")
+		} else {
+			r.Header.Del("Accept-Encoding")
+		}
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 4<<20 {
+			bufPool.Put(buf)
+		}
+	}()
+	rec := &boundedRecorder{w: w, buf: buf, limit: int(h.MaxBodySize)}
+	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
+	if err := next.ServeHTTP(rec, r); err != nil {
+		return err
+	}
+	if !rec.captured() {
+		return nil
+	}
+	out, ok := h.rewrite(r, w.Header(), buf.Bytes())
+	if !ok {
+		return rec.WriteResponse()
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Length", strconv.Itoa(len(out)))
+	if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+		// The representation changed, so a strong validator no longer holds.
+		hdr.Set("ETag", "W/"+etag)
+	}
+	w.WriteHeader(rec.Status())
+	_, err := w.Write(out)
+	return err
+}
+
+// shouldBuffer decides from the status and headers whether an answer may be
+// rewritten, before any of its body is read.
+func (h *FHIRRewrite) shouldBuffer(status int, hdr http.Header) bool {
+	if status < 200 || status > 299 || status == http.StatusNoContent || status == http.StatusPartialContent {
+		return false
+	}
+	if !isFHIRJSON(hdr.Get("Content-Type")) {
+		return false
+	}
+	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
+	case "", "identity", "gzip", "x-gzip":
+	default:
+		return false
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n > h.MaxBodySize {
+			return false
+		}
+	}
+	return true
+}
+
+// rewrite returns the rewritten body and true, or false when the body is
+// to be sent as it came. On success the headers are adjusted for a
+// decompressed body.
+func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, body []byte) ([]byte, bool) {
+	gz := false
+	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			h.logger.Debug("not rewritten: gzip body unreadable", zap.Error(err))
+			return nil, false
+		}
+		plain, err := io.ReadAll(io.LimitReader(zr, h.MaxBodySize+1))
+		if err != nil || int64(len(plain)) > h.MaxBodySize {
+			h.logger.Debug("not rewritten: gzip body unreadable or over the size limit", zap.Error(err))
+			return nil, false
+		}
+		body, gz = plain, true
+	}
+	if !bytes.Contains(body, []byte(`"ImagingStudy"`)) {
+		return nil, false
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	origin := scheme + "://" + r.Host
+	local := h.localBases
+	if h.upPath != "" {
+		local = append(local[:len(local):len(local)], fhirjson.NormalizeBase(origin+h.upPath))
+	}
+	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local})
+	if err != nil {
+		h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
+		return nil, false
+	}
+	if len(doc.Studies) == 0 {
+		return nil, false
+	}
+	var fetched map[string]fhirjson.Endpoint
+	if ids := doc.MissingEndpoints(); len(ids) > 0 {
+		fetched, err = h.app.resolver.Endpoints(r.Context(), ids)
+		if err != nil {
+			h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
+		}
+	}
+	rsBase, uriBase := absolute(origin, h.DICOMwebBase), absolute(origin, h.WADOURIBase)
+	plan := func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
+		var b fhirjson.Bases
+		if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
+			if h.Mode == ModeDirect {
+				b.WADORS = e.Address
+			} else if h.app.ArchiveFor(e.Address) != nil {
+				b.WADORS = rsBase
+			}
+		}
+		if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
+			if h.Mode == ModeDirect {
+				b.WADOURI = e.Address
+			} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
+				b.WADOURI = uriBase
+			}
+		}
+		return b
+	}
+	out, changed, stats := doc.Inject(plan, h.ext)
+	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series), zap.Int("instance_urls", stats.Instances))
+	if !changed {
+		return nil, false
+	}
+	if gz {
+		hdr.Del("Content-Encoding")
+		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
+			hdr.Add("Vary", "Accept-Encoding")
+		}
+	}
+	return out, true
+}
+
+func absolute(origin, base string) string {
+	if strings.HasPrefix(base, "/") {
+		return origin + base
+	}
+	return base
+}
+
+// isFHIRJSON reports whether a Content-Type is JSON as FHIR servers send it
+// (application/fhir+json, application/json, or the older
+// application/json+fhir), whatever its parameters and case.
+func isFHIRJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "application/fhir+json", "application/json", "application/json+fhir":
+		return true
+	}
+	return false
+}
+
+func acceptsGzip(values []string) bool {
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			name = strings.ToLower(strings.TrimSpace(name))
+			if name != "gzip" && name != "x-gzip" {
+				continue
+			}
+			if q := strings.TrimSpace(params); strings.HasPrefix(q, "q=") {
+				if f, err := strconv.ParseFloat(strings.TrimPrefix(q, "q="), 64); err == nil && f == 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func headerHasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*FHIRRewrite)(nil)
+	_ caddy.Validator             = (*FHIRRewrite)(nil)
+	_ caddyhttp.MiddlewareHandler = (*FHIRRewrite)(nil)
+)
