@@ -1,0 +1,92 @@
+package dicom
+
+// MaxUIDLength is the maximum length of a DICOM UID in characters (PS3.5
+// section 9.1).
+const MaxUIDLength = 64
+
+// ValidUID reports whether s is a DICOM unique identifier as defined in PS3.5
+// section 9.1: between 1 and 64 characters, made only of digits and dots,
+// with components separated by single dots, no leading or trailing dot and
+// no empty component. PS3.5 also forbids a component of several digits that
+// starts with '0'; that rule is deliberately not enforced, since archives do
+// hold such UIDs and refusing them would make real studies unreachable
+// through the gateway (the product contract defines a UID as digits and
+// dots, at most 64 characters). A "urn:oid:" prefix is not accepted; strip it first with
+// TrimOIDPrefix where the source may carry one.
+func ValidUID(s string) bool {
+	return uidProblem(s) == ""
+}
+
+// uidProblem returns an empty string when s is a valid DICOM UID, and
+// otherwise a short English phrase saying what is wrong with it, suitable to
+// follow the UID in a user-facing message.
+func uidProblem(s string) string {
+	if len(s) == 0 {
+		return "is empty"
+	}
+	if len(s) > MaxUIDLength {
+		return "is longer than 64 characters"
+	}
+	compStart := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if i == 0 {
+				return "starts with a dot"
+			}
+			if i == compStart {
+				return "has an empty component"
+			}
+			compStart = i + 1
+		case c >= '0' && c <= '9':
+		case c == '%':
+			return "must not be percent-encoded"
+		default:
+			return "contains a character other than digits and dots"
+		}
+	}
+	if compStart == len(s) {
+		return "ends with a dot"
+	}
+	return ""
+}
+
+// oidPrefix is the URN prefix FHIR uses for OIDs, such as DICOM UIDs.
+const oidPrefix = "urn:oid:"
+
+// TrimOIDPrefix returns s without a leading "urn:oid:" prefix, matched
+// without regard to ASCII case. Only one prefix is removed, and s is returned
+// unchanged when it does not start with one. The result is not validated;
+// use ValidUID on it.
+func TrimOIDPrefix(s string) string {
+	if len(s) >= len(oidPrefix) && asciiEqualFold(s[:len(oidPrefix)], oidPrefix) {
+		return s[len(oidPrefix):]
+	}
+	return s
+}
+
+// asciiEqualFold reports whether a and b are equal under ASCII case folding
+// only. Unlike strings.EqualFold it does not fold non-ASCII characters, so
+// that, for instance, the Kelvin sign does not match the letter k.
+func asciiEqualFold[A, B ~string | ~[]byte](a A, b B) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
