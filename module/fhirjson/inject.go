@@ -111,13 +111,20 @@ func (d *Document) Inject(plan Planner, ext Extensions) (out []byte, changed boo
 		pos = e.end
 	}
 	buf = append(buf, d.body[pos:]...)
-	return buf, string(buf) != d.body, stats
+	for _, e := range edits {
+		if e.text != d.body[e.start:e.end] {
+			changed = true
+			break
+		}
+	}
+	return buf, changed, stats
 }
 
 type extension struct{ url, value string }
 
 func (x extension) json() string {
 	var b strings.Builder
+	b.Grow(len(x.url) + len(x.value) + 24)
 	b.WriteString(`{"url":`)
 	writeJSONString(&b, x.url)
 	b.WriteString(`,"valueUrl":`)
@@ -201,6 +208,11 @@ func appendExtensions(edits []edit, body string, obj gjson.Result, exts []extens
 func writeJSONString(b *strings.Builder, s string) {
 	const hex = "0123456789abcdef"
 	b.WriteByte('"')
+	if plainJSON(s) {
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
@@ -227,4 +239,14 @@ func writeJSONString(b *strings.Builder, s string) {
 		}
 	}
 	b.WriteByte('"')
+}
+
+// plainJSON reports whether s can be written inside JSON quotes as it is.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

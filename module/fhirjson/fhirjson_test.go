@@ -1,0 +1,306 @@
+package fhirjson
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+)
+
+const (
+	archiveA    = "http://127.0.0.1:8042/dicom-web"
+	archiveAURI = "http://127.0.0.1:8042/wado"
+	archiveB    = "http://127.0.0.1:8043/pacs/dicom-web"
+	gwRS        = "http://gw.example/wado-rs"
+	gwURI       = "http://gw.example/wado"
+)
+
+var ext = ExtensionsFor(DefaultExtensionBase)
+
+func ep(id, status string, t ConnectionType, addr string) Endpoint {
+	return Endpoint{ID: id, Status: status, Address: addr, Types: []ConnectionType{t}}
+}
+
+// server plays the FHIR server's Endpoints.
+var server = map[string]Endpoint{
+	"example-wadors": ep("example-wadors", "active", WADORS, archiveA),
+	"stu3-wado":      ep("stu3-wado", "active", WADORS, archiveA),
+	"a-rs":           ep("a-rs", "active", WADORS, archiveA),
+	"a-uri":          ep("a-uri", "active", WADOURI, archiveAURI),
+	"b-rs":           ep("b-rs", "active", WADORS, archiveB),
+	"off-rs":         ep("off-rs", "off", WADORS, archiveB),
+}
+
+// gateway maps the archives' addresses to the gateway's bases, as the
+// proxy mode does.
+var gateway = map[string]string{
+	NormalizeBase(archiveA):                     gwRS,
+	NormalizeBase(archiveB):                     gwRS,
+	NormalizeBase(archiveAURI):                  gwURI,
+	NormalizeBase("https://pacs-a.example.org/dicom-web"): gwRS,
+}
+
+func planner(fetched map[string]Endpoint) Planner {
+	return func(st *Study, se *Series) Bases {
+		var b Bases
+		if e, ok := st.Effective(se, WADORS, fetched); ok {
+			b.WADORS = gateway[NormalizeBase(e.Address)]
+		}
+		if e, ok := st.Effective(se, WADOURI, fetched); ok {
+			b.WADOURI = gateway[NormalizeBase(e.Address)]
+		}
+		return b
+	}
+}
+
+var opts = ScanOptions{LocalBases: []string{NormalizeBase("http://127.0.0.1:8080/fhir")}}
+
+// rewrite runs the whole pipeline as the handler does: scan, look up the
+// missing Endpoints in server, inject.
+func rewrite(t testing.TB, body []byte) ([]byte, []string) {
+	t.Helper()
+	d, err := Scan(body, opts)
+	if err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	missing := d.MissingEndpoints()
+	fetched := map[string]Endpoint{}
+	for _, id := range missing {
+		if e, ok := server[id]; ok {
+			fetched[id] = e
+		}
+	}
+	out, _, _ := d.Inject(planner(fetched), ext)
+	return out, missing
+}
+
+// links lists, for every series and instance of every ImagingStudy in doc,
+// the injected extension values, as "uid=url" lines.
+func links(t *testing.T, doc []byte) []string {
+	t.Helper()
+	var out []string
+	var visit func(v gjson.Result)
+	collect := func(uid string, obj gjson.Result) {
+		obj.Get("extension").ForEach(func(_, x gjson.Result) bool {
+			u := x.Get("url").String()
+			if u == ext.WADORS || u == ext.WADOURI {
+				out = append(out, uid+"="+x.Get("valueUrl").String())
+			}
+			return true
+		})
+	}
+	visit = func(v gjson.Result) {
+		if v.IsArray() {
+			v.ForEach(func(_, e gjson.Result) bool { visit(e); return true })
+			return
+		}
+		if !v.IsObject() {
+			return
+		}
+		if v.Get("resourceType").String() == "ImagingStudy" {
+			v.Get("series").ForEach(func(_, se gjson.Result) bool {
+				collect(se.Get("uid").String(), se)
+				se.Get("instance").ForEach(func(_, in gjson.Result) bool {
+					collect(in.Get("uid").String(), in)
+					return true
+				})
+				return true
+			})
+		}
+		v.ForEach(func(_, e gjson.Result) bool { visit(e); return true })
+	}
+	visit(gjson.ParseBytes(doc))
+	sort.Strings(out)
+	return out
+}
+
+func rs(study, series string, sop ...string) string {
+	u := gwRS + "/studies/" + study + "/series/" + series
+	if len(sop) > 0 {
+		u += "/instances/" + sop[0]
+	}
+	return u
+}
+
+func uri(study, series, sop string) string {
+	return gwURI + "?requestType=WADO&studyUID=" + study + "&seriesUID=" + series + "&objectUID=" + sop + "&contentType=application/dicom"
+}
+
+func TestRewriteShapes(t *testing.T) {
+	tests := []struct {
+		file    string
+		missing []string
+		want    []string // "uid=url"
+	}{
+		{
+			file:    "r4-spec-style-read.json",
+			missing: []string{"example-wadors"},
+			want: []string{
+				"2.16.124.113543.6003.1154777499.30246.19789.3503430045.1=" + rs("2.16.124.113543.6003.1154777499.30246.19789.3503430046", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1"),
+				"2.16.124.113543.6003.1154777499.30246.19789.3503430045.1.1=" + rs("2.16.124.113543.6003.1154777499.30246.19789.3503430046", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1.1"),
+				"2.16.124.113543.6003.1154777499.30246.19789.3503430045.2=" + rs("2.16.124.113543.6003.1154777499.30246.19789.3503430046", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.2"),
+				"2.16.124.113543.6003.1154777499.30246.19789.3503430045.2.1=" + rs("2.16.124.113543.6003.1154777499.30246.19789.3503430046", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.2", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.2.1"),
+			},
+		},
+		{
+			file:    "stu3-uid.json",
+			missing: []string{"stu3-wado"},
+			want:    []string{"1.2.3.4.1=" + rs("1.2.3.4", "1.2.3.4.1"), "1.2.3.4.1.1=" + rs("1.2.3.4", "1.2.3.4.1", "1.2.3.4.1.1")},
+		},
+		{
+			// R5 connectionType list, contained Endpoint, an address given by
+			// endpoint_address with a trailing slash and upper-case-free host.
+			file: "contained-r5.json",
+			want: []string{"1.2.5.1=" + rs("1.2.5", "1.2.5.1"), "1.2.5.1.1=" + rs("1.2.5", "1.2.5.1", "1.2.5.1.1"), "1.2.5.1.2=" + rs("1.2.5", "1.2.5.1", "1.2.5.1.2")},
+		},
+		{
+			// DICOMcast-style (study endpoint, absolute versioned reference,
+			// Endpoint _included) and MADO-style (series endpoints, UID
+			// without urn:oid:, one Endpoint looked up).
+			file:    "searchset-include.json",
+			missing: []string{"b-rs"},
+			want: []string{
+				"1.2.10.1=" + rs("1.2.10", "1.2.10.1"), "1.2.10.1.1=" + rs("1.2.10", "1.2.10.1", "1.2.10.1.1"),
+				"1.2.11.1=" + rs("1.2.11", "1.2.11.1"), "1.2.11.1.1=" + rs("1.2.11", "1.2.11.1", "1.2.11.1.1"),
+				"1.2.11.2=" + rs("1.2.11", "1.2.11.2"), "1.2.11.2.1=" + rs("1.2.11", "1.2.11.2", "1.2.11.2.1"),
+			},
+		},
+		{
+			// Mixed WADO-RS and WADO-URI, a series endpoint overriding the
+			// study's WADO-RS only, an "off" series endpoint (skipped: the
+			// study's applies), an unknown Endpoint (skipped likewise), an
+			// invalid series UID (nothing injected).
+			file:    "mixed-off-unknown.json",
+			missing: []string{"a-rs", "a-uri", "b-rs", "off-rs", "unknown"},
+			want: []string{
+				"1.2.20.1=" + rs("1.2.20", "1.2.20.1"),
+				"1.2.20.1.1=" + rs("1.2.20", "1.2.20.1", "1.2.20.1.1"), "1.2.20.1.1=" + uri("1.2.20", "1.2.20.1", "1.2.20.1.1"),
+				"1.2.20.2=" + rs("1.2.20", "1.2.20.2"),
+				"1.2.20.2.1=" + rs("1.2.20", "1.2.20.2", "1.2.20.2.1"), "1.2.20.2.1=" + uri("1.2.20", "1.2.20.2", "1.2.20.2.1"),
+				"1.2.20.3=" + rs("1.2.20", "1.2.20.3"),
+				"1.2.20.3.1=" + rs("1.2.20", "1.2.20.3", "1.2.20.3.1"), "1.2.20.3.1=" + uri("1.2.20", "1.2.20.3", "1.2.20.3.1"),
+				"1.2.20.4=" + rs("1.2.20", "1.2.20.4"),
+				"1.2.20.4.1=" + rs("1.2.20", "1.2.20.4", "1.2.20.4.1"), "1.2.20.4.1=" + uri("1.2.20", "1.2.20.4", "1.2.20.4.1"),
+			},
+		},
+		{
+			// A reference to another FHIR server is never looked up.
+			file: "other-server.json",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			in, err := os.ReadFile("testdata/" + tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, missing := rewrite(t, in)
+			if fmt.Sprint(missing) != fmt.Sprint(tt.missing) && !(len(missing) == 0 && len(tt.missing) == 0) {
+				t.Errorf("looked up %v, want %v", missing, tt.missing)
+			}
+			got := links(t, out)
+			want := append([]string(nil), tt.want...)
+			sort.Strings(want)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("links:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+			}
+			checkPreserved(t, in, out)
+			again, _ := rewrite(t, out)
+			if string(again) != string(out) {
+				t.Errorf("second rewrite changed the body:\n%s\n%s", out, again)
+			}
+		})
+	}
+}
+
+// ours matches an extension the rewrite adds, with the comma that joins it
+// to a neighbour.
+var (
+	oursExt = `\{"url":"` + regexp.QuoteMeta(DefaultExtensionBase) + `wado-(?:rs|uri)","valueUrl":"[^"]*"\}`
+	oursArr = regexp.MustCompile(`"extension":\[` + oursExt + `(?:,` + oursExt + `)*\],?`)
+	oursEl  = regexp.MustCompile(`,` + oursExt)
+)
+
+// checkPreserved asserts that out is in with only whole extensions added:
+// removing them gives back in byte for byte, and out is valid JSON.
+func checkPreserved(t testing.TB, in, out []byte) {
+	t.Helper()
+	if !json.Valid(out) {
+		t.Fatalf("output is not valid JSON:\n%s", out)
+	}
+	stripped := oursEl.ReplaceAll(oursArr.ReplaceAll(out, nil), nil)
+	if string(stripped) != string(in) {
+		t.Fatalf("bytes other than the injected extensions changed:\n in: %s\nout: %s", in, stripped)
+	}
+}
+
+func TestReplacesExistingExtension(t *testing.T) {
+	in := `{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.40"}],"endpoint":[{"reference":"Endpoint/a-rs"}],"series":[{"extension":[{"url":"` + ext.WADORS + `","valueUrl":"http://stale/1"},{"url":"x","valueBoolean":true},{"url":"` + ext.WADORS + `","valueUrl":"http://stale/2"}],"uid":"1.2.40.1"}]}`
+	out, _ := rewrite(t, []byte(in))
+	want := `{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.40"}],"endpoint":[{"reference":"Endpoint/a-rs"}],"series":[{"extension":[{"url":"` + ext.WADORS + `","valueUrl":"` + rs("1.2.40", "1.2.40.1") + `"},{"url":"x","valueBoolean":true}],"uid":"1.2.40.1"}]}`
+	if string(out) != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+}
+
+func TestEndpointParsing(t *testing.T) {
+	tests := []struct {
+		json string
+		want Endpoint
+		ok   bool
+	}{
+		{`{"resourceType":"Endpoint","id":"r4","status":"active","connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"dicom-wado-rs"},"address":" http://h/dw/ "}`,
+			Endpoint{ID: "r4", Status: "active", Address: "http://h/dw", Types: []ConnectionType{WADORS}}, true},
+		{`{"resourceType":"Endpoint","id":"r5","status":"active","connectionType":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"dicom-wado-uri"}]},{"coding":[{"code":"dicom-wado-rs"}]}],"address":"http://h/x"}`,
+			Endpoint{ID: "r5", Status: "active", Address: "http://h/x", Types: []ConnectionType{WADOURI, WADORS}}, true},
+		{`{"resourceType":"Endpoint","id":"stu3","status":"off","connectionType":{"system":"http://hl7.org/fhir/endpoint-connection-type","code":"dicom-wado-rs"},"address":"http://h"}`,
+			Endpoint{ID: "stu3", Status: "off", Address: "http://h", Types: []ConnectionType{WADORS}}, true},
+		{`{"resourceType":"Endpoint","id":"foreign","status":"active","connectionType":{"system":"http://example.org/cs","code":"dicom-wado-rs"},"address":"http://h"}`,
+			Endpoint{ID: "foreign", Status: "active", Address: "http://h"}, true},
+		{`{"resourceType":"Patient","id":"p"}`, Endpoint{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseEndpoint(tt.json)
+		if ok != tt.ok || fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("ParseEndpoint(%s) = %+v, %v; want %+v, %v", tt.json, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestNormalizeBase(t *testing.T) {
+	for in, want := range map[string]string{
+		"HTTP://Example.ORG:80/dicom-web/": "http://example.org/dicom-web",
+		"https://h:443/x":                  "https://h/x",
+		"https://h:8443/x":                 "https://h:8443/x",
+		"http://h/CaseKept/":               "http://h/CaseKept",
+	} {
+		if got := NormalizeBase(in); got != want {
+			t.Errorf("NormalizeBase(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMalformedAndNonObjects(t *testing.T) {
+	for _, in := range []string{``, `[]`, `{"resourceType":`, `"x"`, `{"a":1}}`} {
+		if _, err := Scan([]byte(in), opts); err == nil {
+			t.Errorf("Scan(%q) accepted malformed input", in)
+		}
+	}
+}
+
+func TestPrettyPrintedBundleKeepsLayout(t *testing.T) {
+	in, err := os.ReadFile("testdata/searchset-include.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := rewrite(t, in)
+	// The layout of everything else (newlines, indentation) is untouched.
+	if strings.Count(string(out), "\n") != strings.Count(string(in), "\n") {
+		t.Errorf("line structure changed")
+	}
+}
