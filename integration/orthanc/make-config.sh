@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Generate the Orthanc configuration of one archive into a run directory.
+#   make-config.sh a|b RUN_DIR      -> RUN_DIR/orthanc-<name>/orthanc.json (+ storage/)
+# Archive a: HTTP 18042, DICOMweb root /dicom-web/,      WADO-URI /wado
+# Archive b: HTTP 18043, DICOMweb root /pacs/dicom-web/, WADO-URI /pacs/wado
+# Ports and roots can be overridden with ORTHANC_<A|B>_{HTTP_PORT,DICOM_PORT,ROOT,WADO_ROOT}.
+set -euo pipefail
+name="${1:?usage: make-config.sh a|b RUN_DIR}"
+run="${2:?usage: make-config.sh a|b RUN_DIR}"
+case "$name" in
+  a) port="${ORTHANC_A_HTTP_PORT:-18042}"; dport="${ORTHANC_A_DICOM_PORT:-14242}"
+     root="${ORTHANC_A_ROOT:-/dicom-web/}"; wado="${ORTHANC_A_WADO_ROOT:-/wado}" ;;
+  b) port="${ORTHANC_B_HTTP_PORT:-18043}"; dport="${ORTHANC_B_DICOM_PORT:-14243}"
+     root="${ORTHANC_B_ROOT:-/pacs/dicom-web/}"; wado="${ORTHANC_B_WADO_ROOT:-/pacs/wado}" ;;
+  *) echo "unknown archive '$name' (a or b)" >&2; exit 2 ;;
+esac
+dir="$run/orthanc-$name"
+mkdir -p "$dir/storage"
+dir="$(cd "$dir" && pwd)"
+jq -n --arg name "orthanc-$name" --arg st "$dir/storage" --argjson port "$port" \
+      --argjson dport "$dport" --arg root "$root" --arg wado "$wado" '{
+  Name: $name,
+  StorageDirectory: $st,
+  IndexDirectory: $st,
+  HttpPort: $port,
+  DicomPort: $dport,
+  DicomServerEnabled: false,
+  RemoteAccessAllowed: false,
+  AuthenticationEnabled: false,
+  HttpCompressionEnabled: false,
+  StorageCompression: false,
+  ConcurrentJobs: 1,
+  HttpThreadsCount: 8,
+  StableAge: 1,
+  SaveJobs: false,
+  Plugins: ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+  DicomWeb: {
+    Enable: true,
+    Root: $root,
+    EnableWado: true,
+    WadoRoot: $wado,
+    Ssl: false,
+    StudiesMetadata: "Full",
+    SeriesMetadata: "Full"
+  }
+}' > "$dir/orthanc.json"
+echo "$dir/orthanc.json"
