@@ -19,6 +19,11 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("fhir_rewrite", parseFHIRRewrite)
 	// fhir_rewrite wraps the proxy to the FHIR server, so it must run first.
 	httpcaddyfile.RegisterDirectiveOrder("fhir_rewrite", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterHandlerDirective("dicomweb", parseDICOMweb)
+	httpcaddyfile.RegisterHandlerDirective("wado_uri", parseWADOURI)
+	// Both are terminal handlers, like reverse_proxy, which they follow.
+	httpcaddyfile.RegisterDirectiveOrder("dicomweb", httpcaddyfile.After, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("wado_uri", httpcaddyfile.After, "reverse_proxy")
 }
 
 func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -34,6 +39,18 @@ func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
 
 func parseFHIRRewrite(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(module.FHIRRewrite)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+func parseDICOMweb(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(module.DICOMweb)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+func parseWADOURI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(module.WADOURI)
 	err := m.UnmarshalCaddyfile(h.Dispenser)
 	return m, err
 }

@@ -231,8 +231,56 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	dicomweb {
+//		public_base   <url>
+//		max_json_size <bytes>
+//	}
+func (h *DICOMweb) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch opt {
+		case "public_base":
+			h.PublicBase = v
+		case "max_json_size":
+			n, err := parseSize(v)
+			if err != nil {
+				return d.Errf("max_json_size: %v", err)
+			}
+			h.MaxJSONSize = n
+		default:
+			return d.Errf("unrecognized dicomweb subdirective '%s'", opt)
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. The
+// directive takes no arguments and no block: "wado_uri".
+func (h *WADOURI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("wado_uri takes no options, found '%s'", d.Val())
+	}
+	return nil
+}
+
 // Interface guards.
 var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*FHIRRewrite)(nil)
+	_ caddyfile.Unmarshaler = (*DICOMweb)(nil)
+	_ caddyfile.Unmarshaler = (*WADOURI)(nil)
 )

@@ -1,0 +1,292 @@
+package module
+
+import (
+	"bytes"
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+)
+
+func init() {
+	caddy.RegisterModule(DICOMweb{})
+}
+
+// DICOMweb is a terminal HTTP handler that serves DICOMweb (WADO-RS, QIDO-RS,
+// STOW-RS) by routing each request to the archive that holds the study or
+// series it names, found through the FHIR server's ImagingStudy and Endpoint
+// resources. It expects the request path relative to its DICOMweb base (use
+// it under handle_path). Image data streams through unbuffered; DICOM JSON
+// answers have the archives' own URLs replaced by the gateway's.
+type DICOMweb struct {
+	// PublicBase is the gateway's DICOMweb base as clients see it, used to
+	// rewrite RetrieveURL and BulkDataURI values. Default: the request's
+	// scheme and host followed by the path prefix that handle_path removed.
+	PublicBase string `json:"public_base,omitempty"`
+
+	// MaxJSONSize is the largest DICOM JSON answer, in bytes, whose URLs are
+	// rewritten; a larger one streams through as the archive sent it.
+	// Default: 67108864 (64 MiB).
+	MaxJSONSize int64 `json:"max_json_size,omitempty"`
+
+	app    *App
+	rebase []dicom.Rebase // From set; To filled per request
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (DICOMweb) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.dicomweb",
+		New: func() caddy.Module { return new(DICOMweb) },
+	}
+}
+
+// Provision fills in defaults and connects to the fhir_imaging app.
+func (h *DICOMweb) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.MaxJSONSize == 0 {
+		h.MaxJSONSize = 64 << 20
+	}
+	h.PublicBase = strings.TrimRight(h.PublicBase, "/")
+	app, err := ctx.App("fhir_imaging")
+	if err != nil {
+		return err
+	}
+	h.app = app.(*App)
+	h.rebase = nil
+	for _, name := range h.app.names {
+		ar := h.app.Archives[name]
+		h.rebase = append(h.rebase, dicom.Rebase{From: ar.URL})
+		for _, a := range ar.EndpointAddresses {
+			h.rebase = append(h.rebase, dicom.Rebase{From: a})
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *DICOMweb) Validate() error {
+	if h.PublicBase != "" {
+		if err := checkHTTPURL(h.PublicBase); err != nil {
+			return err
+		}
+	}
+	if h.MaxJSONSize < 0 {
+		return errors.New("max_json_size must not be negative")
+	}
+	return nil
+}
+
+// ServeHTTP routes one DICOMweb request.
+func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	rawPath := r.URL.EscapedPath()
+	req, err := dicom.ParsePath(rawPath)
+	if err != nil {
+		var pe *dicom.PathError
+		if errors.As(err, &pe) {
+			writeError(w, pe.StatusCode(), pe.Message)
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return nil
+	}
+	var ar *Archive
+	switch {
+	case r.Method == http.MethodPost && req.Level == dicom.LevelRoot && req.Sub == "studies",
+		r.Method == http.MethodPost && req.Level == dicom.LevelStudy && req.Sub == "":
+		// STOW-RS.
+		if h.app.StoreArchive == "" {
+			writeError(w, http.StatusMethodNotAllowed, "STOW-RS is not enabled: no store_archive is configured")
+			return nil
+		}
+		ar = h.app.Archives[h.app.StoreArchive]
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not supported on "+req.Path())
+		return nil
+	case req.Level == dicom.LevelRoot:
+		// A QIDO-RS search over every archive.
+		if len(h.app.names) == 0 {
+			writeError(w, http.StatusNotFound, "no archive is configured")
+			return nil
+		}
+		if len(h.app.names) > 1 {
+			return h.fanOut(w, r, req)
+		}
+		ar = h.app.Archives[h.app.names[0]]
+	default:
+		ar, err = h.route(r, req.Study, req.Series, fhirjson.WADORS)
+		if err != nil {
+			var re *routeError
+			if errors.As(err, &re) {
+				writeError(w, re.status, re.msg)
+				return nil
+			}
+			return err
+		}
+	}
+	h.logger.Debug("routing DICOMweb request", zap.String("archive", ar.name), zap.String("level", req.Level.String()))
+	if req.IsSearch() || strings.HasSuffix(req.Sub, "metadata") {
+		// A DICOM JSON answer is rewritten, so it must come uncompressed;
+		// an encode handler in front compresses the result.
+		r.Header.Del("Accept-Encoding")
+	}
+	return h.proxy(w, r, ar, ar.base.Path+req.Path())
+}
+
+// routeError is a routing failure with the status to answer.
+type routeError struct {
+	status int
+	msg    string
+}
+
+func (e *routeError) Error() string { return e.msg }
+
+// route finds the archive that holds the given series (or study, when
+// series is "") for connection type t.
+func (h *DICOMweb) route(r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, error) {
+	return routeStudy(h.app, r, study, series, t)
+}
+
+func routeStudy(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, error) {
+	if app.resolver == nil || app.FHIR == "" {
+		if app.DefaultArchive != "" {
+			return app.Archives[app.DefaultArchive], nil
+		}
+		return nil, &routeError{http.StatusBadGateway, "no FHIR server is configured to find the archive of a study"}
+	}
+	loc, err := app.resolver.Study(r.Context(), study)
+	if err != nil {
+		return nil, &routeError{lookupStatus(err), "could not find the archive of the study: " + err.Error()}
+	}
+	name := ""
+	if loc.Known {
+		name = loc.ArchiveFor(t, series)
+		if name == "" && t == fhirjson.WADOURI {
+			// No WADO-URI Endpoint: the archive that serves WADO-RS for
+			// the series is the one that holds it.
+			name = loc.ArchiveFor(fhirjson.WADORS, series)
+		}
+	}
+	if name == "" {
+		if app.DefaultArchive != "" {
+			return app.Archives[app.DefaultArchive], nil
+		}
+		if !loc.Known {
+			return nil, &routeError{http.StatusNotFound, "the FHIR server knows no ImagingStudy for this study"}
+		}
+		return nil, &routeError{http.StatusNotFound, "no active Endpoint of the study maps to a configured archive"}
+	}
+	return app.Archives[name], nil
+}
+
+// proxy sends r to the archive at path, keeping the query and headers,
+// streaming the answer; a DICOM JSON answer has its URLs rebased.
+func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, ar *Archive, path string) error {
+	rules := h.rules(r)
+	var buf *bytes.Buffer
+	var rec *boundedRecorder
+	var out http.ResponseWriter
+	if len(rules) > 0 && r.Method == http.MethodGet {
+		buf = bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer func() {
+			if buf.Cap() <= 4<<20 {
+				bufPool.Put(buf)
+			}
+		}()
+		rec = &boundedRecorder{w: w, buf: buf, limit: int(h.MaxJSONSize)}
+		rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
+		out = rec
+	} else {
+		rec = &boundedRecorder{w: w, limit: 0}
+		rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, nil, nil)
+		out = rec
+	}
+	if err := ar.serve(out, r, path, r.URL.RawQuery); err != nil {
+		if rec.ResponseRecorder.Status() == 0 {
+			writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
+			return nil
+		}
+		return err
+	}
+	if !rec.captured() {
+		return nil
+	}
+	body, changed, err := dicom.RewriteURLs(buf.Bytes(), rules)
+	if err != nil || !changed {
+		return rec.WriteResponse()
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Del("ETag")
+	w.WriteHeader(rec.Status())
+	_, err = w.Write(body)
+	return err
+}
+
+// rules returns the URL rebasing rules for this request: every archive
+// address to the gateway's public DICOMweb base.
+func (h *DICOMweb) rules(r *http.Request) []dicom.Rebase {
+	to := h.publicBase(r)
+	out := make([]dicom.Rebase, len(h.rebase))
+	for i, rb := range h.rebase {
+		out[i] = dicom.Rebase{From: rb.From, To: to}
+	}
+	return out
+}
+
+// publicBase is the gateway's DICOMweb base for this request.
+func (h *DICOMweb) publicBase(r *http.Request) string {
+	if h.PublicBase != "" {
+		return h.PublicBase
+	}
+	prefix := ""
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		op, cp := orig.URL.EscapedPath(), r.URL.EscapedPath()
+		if strings.HasSuffix(op, cp) {
+			prefix = strings.TrimRight(op[:len(op)-len(cp)], "/")
+		}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + prefix
+}
+
+// shouldBuffer keeps successful DICOM JSON answers, the only ones whose URLs
+// are rewritten.
+func (h *DICOMweb) shouldBuffer(status int, hdr http.Header) bool {
+	if status != http.StatusOK {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(hdr.Get("Content-Type"))
+	if err != nil || (mt != "application/dicom+json" && mt != "application/json") {
+		return false
+	}
+	if ce := hdr.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return false
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n > h.MaxJSONSize {
+			return false
+		}
+	}
+	return true
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*DICOMweb)(nil)
+	_ caddy.Validator             = (*DICOMweb)(nil)
+	_ caddyhttp.MiddlewareHandler = (*DICOMweb)(nil)
+)

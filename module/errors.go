@@ -1,0 +1,47 @@
+package module
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
+)
+
+// writeError answers with status and a JSON body whose message says what
+// went wrong: {"status": 404, "message": "..."}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	body, _ := json.Marshal(struct {
+		Status  int    `json:"status"`
+		Message string `json:"message"`
+	}{status, msg})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	h.Del("Content-Encoding")
+	h.Del("ETag")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// lookupStatus maps a failed look-up against the FHIR server to a status: 504
+// when it ran out of time, 502 otherwise.
+func lookupStatus(err error) int {
+	var ue *resolve.UpstreamError
+	if errors.As(err, &ue) && ue.Timeout {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// proxyStatus maps an error of an archive's reverse_proxy to a status.
+func proxyStatus(err error) int {
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode != 0 {
+		return he.StatusCode
+	}
+	return http.StatusBadGateway
+}

@@ -1,0 +1,99 @@
+package module
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+)
+
+func init() {
+	caddy.RegisterModule(WADOURI{})
+}
+
+// WADOURI is a terminal HTTP handler that serves WADO-URI
+// (?requestType=WADO&studyUID=..&seriesUID=..&objectUID=..) by proxying the
+// request, with its query unchanged, to the WADO-URI base of the archive that
+// holds the series. The answer streams through.
+type WADOURI struct {
+	app    *App
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (WADOURI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.wado_uri",
+		New: func() caddy.Module { return new(WADOURI) },
+	}
+}
+
+// Provision connects to the fhir_imaging app.
+func (h *WADOURI) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := ctx.App("fhir_imaging")
+	if err != nil {
+		return err
+	}
+	h.app = app.(*App)
+	return nil
+}
+
+// ServeHTTP routes one WADO-URI request.
+func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "WADO-URI takes GET or HEAD only")
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed query string: "+err.Error())
+		return nil
+	}
+	ref, err := dicom.ParseWADOURI(q)
+	if err != nil {
+		var pe *dicom.PathError
+		if errors.As(err, &pe) {
+			writeError(w, http.StatusBadRequest, pe.Message)
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return nil
+	}
+	ar, err := routeStudy(h.app, r, ref.Study, ref.Series, fhirjson.WADOURI)
+	if err != nil {
+		var re *routeError
+		if errors.As(err, &re) {
+			writeError(w, re.status, re.msg)
+			return nil
+		}
+		return err
+	}
+	if ar.uriBase == nil {
+		writeError(w, http.StatusNotFound, "archive "+ar.name+" holds this series but has no wado_uri base configured")
+		return nil
+	}
+	h.logger.Debug("routing WADO-URI request", zap.String("archive", ar.name))
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	if err := ar.serve(rec, r, ar.uriBase.Path, r.URL.RawQuery); err != nil {
+		if rec.Status() == 0 {
+			writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*WADOURI)(nil)
+	_ caddyhttp.MiddlewareHandler = (*WADOURI)(nil)
+)
