@@ -39,9 +39,9 @@ var server = map[string]Endpoint{
 // gateway maps the archives' addresses to the gateway's bases, as the
 // proxy mode does.
 var gateway = map[string]string{
-	NormalizeBase(archiveA):                     gwRS,
-	NormalizeBase(archiveB):                     gwRS,
-	NormalizeBase(archiveAURI):                  gwURI,
+	NormalizeBase(archiveA):                               gwRS,
+	NormalizeBase(archiveB):                               gwRS,
+	NormalizeBase(archiveAURI):                            gwURI,
 	NormalizeBase("https://pacs-a.example.org/dicom-web"): gwRS,
 }
 
