@@ -3,13 +3,13 @@ package module
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
@@ -143,9 +143,13 @@ func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Requ
 // combines; it runs with its own replacer and variables so that several
 // fetches of one client request may run at once.
 func (ar *Archive) fetch(r *http.Request, path, query string) (int, []byte, error) {
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
-	rr := r.Clone(ctx)
+	// reverse_proxy writes to the request's variables and replacer, so a
+	// concurrent fetch needs copies of both. NewTestReplacer, despite its
+	// name, is Caddy's exported way to build a replacer with the request
+	// placeholders ({http.request.*}) filled in.
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	rr := r.Clone(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, maps.Clone(vars)))
+	caddyhttp.NewTestReplacer(rr)
 	rr.Method = http.MethodGet
 	rr.Body = http.NoBody
 	rr.ContentLength = 0
