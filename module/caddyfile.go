@@ -121,12 +121,9 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 		from.Line += lineDelta
 		return from
 	}
-	proxyTokens := []caddyfile.Token{
-		tok(head, "reverse_proxy", 0),
-		tok(urlTok, u.Scheme+"://"+u.Host, 0),
-		tok(urlTok, "{", 0),
-	}
-	custom := false
+	proxyTokens := []caddyfile.Token{tok(head, "reverse_proxy", 0)}
+	custom, hasTo := false, false
+	var block []caddyfile.Token
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "wado_uri":
@@ -147,10 +144,17 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 		case "handle_response", "rewrite", "method":
 			return "", nil, d.Errf("archive %s: reverse_proxy subdirective '%s' is not supported in an archive block: the gateway decides paths and handles answers itself", name, d.Val())
 		default:
-			proxyTokens = append(proxyTokens, d.NextSegment()...)
+			// "to" lists the archive's upstreams, replacing the URL's host.
+			hasTo = hasTo || d.Val() == "to"
+			block = append(block, d.NextSegment()...)
 			custom = true
 		}
 	}
+	if !hasTo {
+		proxyTokens = append(proxyTokens, tok(urlTok, u.Scheme+"://"+u.Host, 0))
+	}
+	proxyTokens = append(proxyTokens, tok(urlTok, "{", 0))
+	proxyTokens = append(proxyTokens, block...)
 	if !custom {
 		// Provision derives the default proxy from the URL; keeping it out
 		// of the JSON keeps the adapted config readable.
