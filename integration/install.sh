@@ -11,7 +11,7 @@ t0=$(date +%s.%N)
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1fs", b-a}'; }
 
 # ---- apt ---------------------------------------------------------------
-APT_PKGS=(orthanc orthanc-dicomweb dcmtk iproute2 curl jq util-linux ca-certificates)
+APT_PKGS=(orthanc orthanc-dicomweb dcmtk iproute2 curl jq util-linux procps ca-certificates)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

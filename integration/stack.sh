@@ -28,7 +28,8 @@
 #   ORTHANC_B_HTTP_PORT 18043  (DICOMweb /pacs/dicom-web, WADO-URI /pacs/wado)
 #   HAPI_PORT 8080    (passed to integration/hapi/run.sh; ready when /fhir/metadata is 200)
 #   MEDPLUM_PORT 8090 (FHIR at /fhir/)
-#   GATEWAY_PORT 8000, CADDY_BIN <repo>/caddy, GATEWAY_CADDYFILE integration/e2e/Caddyfile
+#   GATEWAY_PORT 8000, CADDY_BIN <repo>/caddy, GATEWAY_CADDYFILE caddyfile/examples/stack.Caddyfile
+#                     (its FHIR upstream: FHIR_UPSTREAM_HOST, default 127.0.0.1:8080 = hapi)
 #   STACK_ALLOW_HOST_NETWORK=1   skip the private-namespace check (don't)
 #   *_START_TIMEOUT   seconds to wait for readiness (orthanc 30, hapi 300, medplum 90, gateway 30)
 
@@ -41,7 +42,7 @@ _STACK_REPO="$(cd "$_STACK_HERE/.." && pwd)"
 : "${MEDPLUM_PORT:=8090}"
 : "${GATEWAY_PORT:=8000}"
 : "${CADDY_BIN:=$_STACK_REPO/caddy}"
-: "${GATEWAY_CADDYFILE:=$_STACK_HERE/e2e/Caddyfile}"
+: "${GATEWAY_CADDYFILE:=$_STACK_REPO/caddyfile/examples/stack.Caddyfile}"
 export ORTHANC_A_HTTP_PORT ORTHANC_B_HTTP_PORT HAPI_PORT MEDPLUM_PORT GATEWAY_PORT
 export ORTHANC_A_URL="http://127.0.0.1:$ORTHANC_A_HTTP_PORT"
 export ORTHANC_B_URL="http://127.0.0.1:$ORTHANC_B_HTTP_PORT"

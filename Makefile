@@ -1,0 +1,36 @@
+# caddy-fhir-imaging: build, test, demo.
+#   make build    the custom Caddy binary ./caddy (standard modules + ours)
+#   make unit     Go unit tests with the race detector
+#   make e2e      end-to-end tests against the real stack (Orthanc x2, HAPI and/or Medplum,
+#                 the gateway) in a private network namespace: integration/run-e2e.sh
+#   make test     unit, then e2e; ends with the e2e summary line "e2e: N passed, N failed, N skipped"
+#   make demo     the whole stack with sample data at http://127.0.0.1:8000 (Ctrl-C stops it)
+#   make install  apt/npm/Maven dependencies of the stack (integration/install.sh, as root)
+#   make clean    remove ./caddy and the e2e scratch directories
+SHELL := /bin/bash
+GO ?= go
+
+.PHONY: all build unit e2e test demo install clean
+
+all: build
+
+build:
+	$(GO) build -o caddy ./cmd/caddy
+
+unit:
+	$(GO) test -race ./...
+
+e2e: build
+	integration/run-e2e.sh
+
+test: unit e2e
+
+demo:
+	integration/demo.sh
+
+install:
+	integration/install.sh
+
+clean:
+	rm -f caddy
+	rm -rf integration/tmp/e2e integration/tmp/hapi-build.log

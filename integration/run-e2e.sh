@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# End-to-end tests of the gateway against the real stack, once per FHIR server.
+#
+#   integration/run-e2e.sh [hapi] [medplum]      (default: hapi if integration/hapi/run.sh exists
+#                                                 and its jar builds, then medplum)
+#
+# Run from OUTSIDE the private network namespace, after integration/install.sh and
+# `go build -o caddy ./cmd/caddy` (it builds the binary if missing). It enters a
+# namespace with only loopback (stack.sh netns) and, for each FHIR server:
+#   starts both Orthancs + the FHIR server + the gateway (caddyfile/examples/stack.Caddyfile
+#   on 127.0.0.1:8000, FHIR_UPSTREAM_HOST pointing at that server), makes the synthetic
+#   studies and uploads them, seeds FHIR THROUGH THE GATEWAY, runs
+#   `node --test integration/e2e/*.test.mjs` with FHIR_SERVER=<server>, and stops everything.
+# Prints "[e2e] ..." progress and node's own TAP output and summary per server, then one
+# line "e2e: N passed, N failed, N skipped" over all servers. Exits non-zero on any failure.
+#
+# Environment: E2E_SERVERS ("hapi medplum"), E2E_TESTS (test files, default e2e/*.test.mjs),
+#   E2E_KEEP=1 keep integration/tmp/e2e/<server>/ (logs, Orthanc storage) even on success,
+#   CADDY_BIN (default <repo>/caddy), HAPI_START_TIMEOUT (300).
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+log() { echo "[e2e] $*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1fs", b-a}'; }
+
+if [ "${_E2E_INSIDE:-0}" != 1 ]; then
+  # ---------------- outside the namespace: check what is needed, then enter one
+  t0=$(now)
+  servers=("$@")
+  [ ${#servers[@]} -gt 0 ] || read -r -a servers <<<"${E2E_SERVERS:-}"
+  if [ ${#servers[@]} -eq 0 ]; then
+    servers=()
+    [ -f "$HERE/hapi/run.sh" ] && servers+=(hapi)
+    servers+=(medplum)
+  fi
+  [ -d "$HERE/node_modules/dicomweb-client" ] || { log "node_modules missing: run integration/install.sh first"; exit 1; }
+  command -v unshare >/dev/null && command -v ip >/dev/null || { log "unshare/ip missing: run integration/install.sh first"; exit 1; }
+  CADDY_BIN="${CADDY_BIN:-$REPO/caddy}"
+  mkdir -p "$HERE/tmp"
+  if [ ! -x "$CADDY_BIN" ]; then
+    log "building $CADDY_BIN"
+    (cd "$REPO" && go build -o "$CADDY_BIN" ./cmd/caddy) || { log "go build failed"; exit 1; }
+  fi
+  for f in "$REPO"/caddyfile/examples/*.Caddyfile; do
+    GATEWAY_SOCKET=/tmp/validate.sock "$CADDY_BIN" validate --adapter caddyfile --config "$f" >/dev/null 2>"$HERE/tmp/validate.log" \
+      || { log "$f does not validate:"; tail -n 3 "$HERE/tmp/validate.log"; exit 1; }
+  done
+  log "caddyfile/examples/*.Caddyfile validate"
+  run=()
+  for s in "${servers[@]}"; do
+    case "$s" in
+      hapi)
+        if [ ! -f "$HERE/hapi/run.sh" ]; then
+          log "hapi: integration/hapi/run.sh does not exist - SKIPPED"; continue
+        fi
+        # build.sh is a no-op when the jar is up to date; it needs Maven Central, so it runs here, outside.
+        if ! bash "$HERE/hapi/build.sh" >"$HERE/tmp/hapi-build.log" 2>&1; then
+          log "hapi: integration/hapi/build.sh failed - SKIPPED (see integration/tmp/hapi-build.log):"
+          tail -n 5 "$HERE/tmp/hapi-build.log" | sed 's/^/[e2e]   /'
+          continue
+        fi
+        run+=(hapi) ;;
+      medplum) run+=(medplum) ;;
+      *) log "unknown FHIR server '$s' (hapi|medplum)"; exit 2 ;;
+    esac
+  done
+  [ ${#run[@]} -gt 0 ] || { log "no FHIR server to test against"; exit 1; }
+  log "FHIR servers: ${run[*]}; entering a private network namespace (loopback only)"
+  export _E2E_INSIDE=1 _E2E_T0="$t0" CADDY_BIN
+  exec "$HERE/stack.sh" netns bash "${BASH_SOURCE[0]}" "${run[@]}"
+fi
+
+# ---------------- inside the namespace
+# shellcheck source=stack.sh
+source "$HERE/stack.sh"
+stack_check_netns || exit 1
+export GATEWAY_CADDYFILE="${E2E_CADDYFILE:-$REPO/caddyfile/examples/stack.Caddyfile}"
+if [ -z "${E2E_TESTS:-}" ]; then TESTS=("$HERE"/e2e/*.test.mjs); else read -r -a TESTS <<<"$E2E_TESTS"; fi
+mkdir -p "$HERE/tmp/e2e"
+stack_install_trap
+
+total_pass=0 total_fail=0 total_skip=0 rc=0
+declare -a summary=()
+
+# a stack that did not come up counts as one failed test
+setup_failed() { # server, what
+  log "$1: $2"; stack_stop
+  total_fail=$((total_fail + 1)); summary+=("$1: $2")
+  return 1
+}
+
+run_server() { # hapi|medplum
+  local server="$1" t0 tp fhir_port comps rcs=0 tap
+  t0=$(now)
+  case "$server" in
+    hapi) fhir_port=$HAPI_PORT; export FHIR_DIRECT_BASE="$HAPI_FHIR_BASE" ;;
+    medplum) fhir_port=$MEDPLUM_PORT; export FHIR_DIRECT_BASE="$MEDPLUM_FHIR_BASE" ;;
+  esac
+  export FHIR_SERVER="$server" FHIR_UPSTREAM_HOST="127.0.0.1:$fhir_port"
+  export STACK_RUN_DIR="$HERE/tmp/e2e/$server"
+  rm -rf "$STACK_RUN_DIR"; mkdir -p "$STACK_RUN_DIR/logs"
+  export STUDIES_MANIFEST="$STACK_RUN_DIR/studies/studies.json" MEDPLUM_QUIET=1
+  log "== $server: starting orthanc-a, orthanc-b, $server, gateway (FHIR upstream $FHIR_UPSTREAM_HOST)"
+  tp=$(now)
+  if ! stack_start orthanc "$server" gateway; then
+    setup_failed "$server" "the stack did not start (logs: $STACK_RUN_DIR/logs)"; return 1
+  fi
+  if [ "$server" = hapi ] && [ "${STACK_HAPI_SKIPPED:-0}" = 1 ]; then
+    setup_failed hapi "skipped by stack.sh"; return 1
+  fi
+  log "$server: stack up in $(since "$tp")"
+  tp=$(now)
+  if ! stack_data "$STACK_RUN_DIR/studies" >"$STACK_RUN_DIR/logs/data.log" 2>&1; then
+    tail -n 20 "$STACK_RUN_DIR/logs/data.log"; setup_failed "$server" "making/uploading the studies failed"; return 1
+  fi
+  log "$server: 15 DICOM files made and uploaded to the Orthancs in $(since "$tp")"
+  tp=$(now)
+  if ! stack_seed "$GATEWAY_URL/fhir" >"$STACK_RUN_DIR/logs/seed.json" 2>"$STACK_RUN_DIR/logs/seed.log"; then
+    cat "$STACK_RUN_DIR/logs/seed.log"; setup_failed "$server" "seeding through the gateway failed"; return 1
+  fi
+  log "$server: FHIR seeded through the gateway ($GATEWAY_URL/fhir) in $(since "$tp")"
+  tp=$(now)
+  tap="$STACK_RUN_DIR/logs/node-test.tap"
+  log "$server: node --test ${TESTS[*]##*/}"
+  (cd "$HERE" && node --test --test-reporter=tap --test-concurrency=1 "${TESTS[@]}") 2>&1 | tee "$tap"
+  rcs=${PIPESTATUS[0]}
+  local p f s
+  p=$(awk '/^# pass /{print $3}' "$tap" | tail -n 1); f=$(awk '/^# fail /{print $3}' "$tap" | tail -n 1)
+  s=$(awk '/^# skipped /{print $3}' "$tap" | tail -n 1)
+  p=${p:-0}; f=${f:-0}; s=${s:-0}
+  [ "$rcs" != 0 ] && [ "$f" = 0 ] && f=1   # the runner failed without counting a failure
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); total_skip=$((total_skip + s))
+  log "$server: tests done in $(since "$tp"): $p passed, $f failed, $s skipped"
+  if [ "$rcs" != 0 ]; then
+    log "$server: last gateway log lines:"; tail -n 15 "$STACK_RUN_DIR/logs/gateway.log" | cut -c1-400
+  fi
+  tp=$(now)
+  stack_stop
+  log "$server: stack stopped in $(since "$tp"); $server total $(since "$t0")"
+  summary+=("$server: $p passed, $f failed, $s skipped ($(since "$t0"))")
+  if [ "$rcs" = 0 ] && [ "${E2E_KEEP:-0}" != 1 ]; then rm -rf "$STACK_RUN_DIR"; else log "$server: logs kept in $STACK_RUN_DIR/logs"; fi
+  return "$rcs"
+}
+
+for server in "$@"; do
+  run_server "$server" || { rc=1; log "$server: FAILED"; }
+done
+log "summary (total $(since "${_E2E_T0:-$(now)}")):"
+for l in "${summary[@]}"; do log "  $l"; done
+echo "e2e: $total_pass passed, $total_fail failed, $total_skip skipped"
+exit $rc
