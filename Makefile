@@ -5,12 +5,13 @@
 #                 the gateway) in a private network namespace: integration/run-e2e.sh
 #   make test     unit, then e2e; ends with the e2e summary line "e2e: N passed, N failed, N skipped"
 #   make demo     the whole stack with sample data at http://127.0.0.1:8000 (Ctrl-C stops it)
+#   make xcaddy-check  build Caddy with xcaddy and this checkout as a plugin (what xcaddy.md says)
 #   make install  apt/npm/Maven dependencies of the stack (integration/install.sh, as root)
 #   make clean    remove ./caddy and the e2e scratch directories
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: all build unit e2e test demo install clean
+.PHONY: all build unit e2e test demo install clean xcaddy-check
 
 all: build
 
@@ -27,6 +28,9 @@ test: unit e2e
 
 demo:
 	integration/demo.sh
+
+xcaddy-check:
+	integration/xcaddy-check.sh
 
 install:
 	integration/install.sh

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
 )
 
 func init() {
@@ -124,7 +125,8 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		}
 		ar = h.app.Archives[h.app.names[0]]
 	default:
-		ar, err = h.route(r, req.Study, req.Series, fhirjson.WADORS)
+		var loc *resolve.Study
+		ar, loc, err = routeStudy(h.app, r, req.Study, req.Series, fhirjson.WADORS)
 		if err != nil {
 			var re *routeError
 			if errors.As(err, &re) {
@@ -132,6 +134,13 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 				return nil
 			}
 			return err
+		}
+		if req.Level == dicom.LevelStudy && loc != nil {
+			if names := loc.Archives(fhirjson.WADORS); len(names) > 1 {
+				if done, err := h.serveSplitStudy(w, r, req, h.archives(names)); done {
+					return err
+				}
+			}
 		}
 	}
 	h.logger.Debug("routing DICOMweb request", zap.String("archive", ar.name), zap.String("level", req.Level.String()))
@@ -151,22 +160,20 @@ type routeError struct {
 
 func (e *routeError) Error() string { return e.msg }
 
-// route finds the archive that holds the given series (or study, when
-// series is "") for connection type t.
-func (h *DICOMweb) route(r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, error) {
-	return routeStudy(h.app, r, study, series, t)
-}
-
-func routeStudy(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, error) {
+// routeStudy finds the archive that holds the given series (or study, when
+// series is "") for connection type t. It also returns what the FHIR server
+// says about the study, or nil when the default archive was chosen without
+// asking.
+func routeStudy(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, *resolve.Study, error) {
 	if app.resolver == nil || app.FHIR == "" {
 		if app.DefaultArchive != "" {
-			return app.Archives[app.DefaultArchive], nil
+			return app.Archives[app.DefaultArchive], nil, nil
 		}
-		return nil, &routeError{http.StatusBadGateway, "no FHIR server is configured to find the archive of a study"}
+		return nil, nil, &routeError{http.StatusBadGateway, "no FHIR server is configured to find the archive of a study"}
 	}
 	loc, err := app.resolver.Study(r.Context(), study)
 	if err != nil {
-		return nil, &routeError{lookupStatus(err), "could not find the archive of the study: " + err.Error()}
+		return nil, nil, &routeError{lookupStatus(err), "could not find the archive of the study: " + err.Error()}
 	}
 	name := ""
 	if loc.Known {
@@ -179,14 +186,25 @@ func routeStudy(app *App, r *http.Request, study, series string, t fhirjson.Conn
 	}
 	if name == "" {
 		if app.DefaultArchive != "" {
-			return app.Archives[app.DefaultArchive], nil
+			return app.Archives[app.DefaultArchive], loc, nil
 		}
 		if !loc.Known {
-			return nil, &routeError{http.StatusNotFound, "the FHIR server knows no ImagingStudy for this study"}
+			return nil, nil, &routeError{http.StatusNotFound, "the FHIR server knows no ImagingStudy for this study"}
 		}
-		return nil, &routeError{http.StatusNotFound, "no active Endpoint of the study maps to a configured archive"}
+		return nil, nil, &routeError{http.StatusNotFound, "no active Endpoint of the study maps to a configured archive"}
 	}
-	return app.Archives[name], nil
+	return app.Archives[name], loc, nil
+}
+
+// archives returns the configured archives with the given names.
+func (h *DICOMweb) archives(names []string) []*Archive {
+	out := make([]*Archive, 0, len(names))
+	for _, n := range names {
+		if ar := h.app.Archives[n]; ar != nil {
+			out = append(out, ar)
+		}
+	}
+	return out
 }
 
 // proxy sends r to the archive at path, keeping the query and headers,

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -514,5 +516,93 @@ func TestDICOMwebPassAuthorization(t *testing.T) {
 	reqs := a.requests()
 	if len(reqs) != 1 || reqs[0].Header.Get("Authorization") != "Bearer t" || reqs[0].Header.Get("X-Archive-Key") != "k1" {
 		t.Fatalf("headers at the archive: %v", reqs[0].Header)
+	}
+}
+
+func TestDICOMwebSplitStudyMerges(t *testing.T) {
+	s := newRoutingSetup(t, "")
+	part := func(w http.ResponseWriter, boundary, body string) {
+		fmt.Fprintf(w, "--%s\r\nContent-Type: application/dicom\r\n\r\n%s\r\n", boundary, body)
+	}
+	archive := func(name string, series string) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/metadata"):
+				w.Header().Set("Content-Type", "application/dicom+json")
+				fmt.Fprintf(w, `[{"0020000E":{"vr":"UI","Value":["%s"]},"00080018":{"vr":"UI","Value":["%s.1"]},"00081190":{"vr":"UR","Value":["http://%s%s"]}}]`, series, series, r.Host, r.URL.Path)
+			case strings.HasSuffix(r.URL.Path, "/series"):
+				w.Header().Set("Content-Type", "application/dicom+json")
+				fmt.Fprintf(w, `[{"0020000E":{"vr":"UI","Value":["%s"]}}]`, series)
+			default:
+				b := "b-" + name
+				w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+b)
+				part(w, b, name+"-1")
+				part(w, b, name+"-2")
+				fmt.Fprintf(w, "--%s--\r\n", b)
+			}
+		}
+	}
+	s.b.serve = archive("B", "1.2.2.1")
+	s.c.serve = archive("C", "1.2.2.2")
+
+	resp, body := get(t, s.gw+"/wado-rs/studies/1.2.2/metadata")
+	var series []string
+	gjson.ParseBytes(body).ForEach(func(_, v gjson.Result) bool {
+		series = append(series, v.Get("0020000E.Value.0").String())
+		if u := v.Get("00081190.Value.0").String(); !strings.HasPrefix(u, s.gw+"/wado-rs/studies/1.2.2/") {
+			t.Errorf("RetrieveURL %q not on the gateway", u)
+		}
+		return true
+	})
+	if resp.StatusCode != 200 || strings.Join(series, " ") != "1.2.2.1 1.2.2.2" {
+		t.Errorf("study metadata: %d, series %v: %s", resp.StatusCode, series, body)
+	}
+
+	_, body = get(t, s.gw+"/wado-rs/studies/1.2.2/series")
+	if n := gjson.ParseBytes(body).Get("#").Int(); n != 2 {
+		t.Errorf("study series list has %d series, want 2: %s", n, body)
+	}
+
+	resp, body = get(t, s.gw+"/wado-rs/studies/1.2.2", "Accept", `multipart/related; type="application/dicom"`)
+	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/related" || params["type"] != "application/dicom" {
+		t.Fatalf("Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(strings.NewReader(string(body)), params["boundary"])
+	var parts []string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading merged multipart: %v\n%q", err, body)
+		}
+		b, _ := io.ReadAll(p)
+		if p.Header.Get("Content-Type") != "application/dicom" {
+			t.Errorf("part header lost: %v", p.Header)
+		}
+		parts = append(parts, string(b))
+	}
+	if got := strings.Join(parts, " "); got != "B-1 B-2 C-1 C-2" {
+		t.Errorf("merged parts %q, want %q", got, "B-1 B-2 C-1 C-2")
+	}
+
+	// Series-level requests still go to one archive each.
+	_, body = get(t, s.gw+"/wado-rs/studies/1.2.2/series/1.2.2.2")
+	if strings.Contains(string(body), "B-1") || !strings.Contains(string(body), "C-1") {
+		t.Errorf("series retrieve not from its own archive: %q", body)
+	}
+
+	// An archive failing after another has streamed its part breaks the
+	// answer off: the client must never see a complete-looking stream.
+	s.c.Close()
+	resp2, err := noCompression.Get(s.gw + "/wado-rs/studies/1.2.2")
+	if err == nil {
+		b, rerr := io.ReadAll(resp2.Body)
+		resp2.Body.Close()
+		if rerr == nil && strings.HasSuffix(string(b), "--\r\n") {
+			t.Errorf("a broken merge was delivered as complete: %q", b)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package module
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
@@ -26,34 +28,43 @@ var uidTags = map[string]string{
 }
 
 // fanOut answers a QIDO-RS search with no UID in the path by asking every
-// archive at once and merging their JSON arrays: results are de-duplicated
-// by UID in archive order, and limit/offset apply to the merged list. An
-// archive that fails is left out and named in a Warning header; when all
-// fail the answer is 502.
+// archive at once and merging the answers.
 func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Request) error {
+	return h.mergeJSON(w, r, h.archives(h.app.names), req.Path(), uidTags[req.Sub], true)
+}
+
+// mergeJSON asks the given archives at once for path (with the request's
+// query) and answers with their JSON arrays merged: datasets are
+// de-duplicated by the attribute key (when they carry it) in archive order,
+// and, with window, limit/offset apply to the merged list rather than to
+// each archive. An archive that fails is left out and named in a Warning
+// header; when all fail the answer is 502.
+func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []*Archive, path, key string, window bool) error {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "malformed query string: "+err.Error())
 		return nil
 	}
 	limit, offset := -1, 0
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
-			writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
-			return nil
+	if window {
+		if v := q.Get("limit"); v != "" {
+			if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
+				writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
+				return nil
+			}
 		}
-	}
-	if v := q.Get("offset"); v != "" {
-		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
-			writeError(w, http.StatusBadRequest, "offset must be a non-negative integer")
-			return nil
+		if v := q.Get("offset"); v != "" {
+			if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+				writeError(w, http.StatusBadRequest, "offset must be a non-negative integer")
+				return nil
+			}
 		}
-	}
-	// Each archive must return everything up to offset+limit, since the
-	// window applies to the merged list.
-	q.Del("offset")
-	if limit >= 0 {
-		q.Set("limit", strconv.Itoa(offset+limit))
+		// Each archive must return everything up to offset+limit, since
+		// the window applies to the merged list.
+		q.Del("offset")
+		if limit >= 0 {
+			q.Set("limit", strconv.Itoa(offset+limit))
+		}
 	}
 	query := q.Encode()
 
@@ -61,14 +72,13 @@ func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Requ
 		body []byte
 		err  string
 	}
-	answers := make([]answer, len(h.app.names))
+	answers := make([]answer, len(archives))
 	var wg sync.WaitGroup
-	for i, name := range h.app.names {
-		ar := h.app.Archives[name]
+	for i, ar := range archives {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			status, body, err := ar.fetch(r, ar.base.Path+req.Path(), query)
+			status, body, err := ar.fetch(r, ar.base.Path+path, query, h.MaxJSONSize)
 			switch {
 			case err != nil:
 				answers[i].err = err.Error()
@@ -82,15 +92,17 @@ func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Requ
 	}
 	wg.Wait()
 
-	key := uidTags[req.Sub]
 	seen := map[string]bool{}
 	var merged [][]byte
 	failed := 0
+	leaveOut := func(ar *Archive, why string) {
+		failed++
+		w.Header().Add("Warning", `299 fhir-imaging "archive `+ar.name+` left out: `+strings.ReplaceAll(why, `"`, `'`)+`"`)
+		h.logger.Warn("merged DICOMweb answer: archive left out", zap.String("archive", ar.name), zap.String("error", why))
+	}
 	for i, a := range answers {
 		if a.err != "" {
-			failed++
-			w.Header().Add("Warning", `299 fhir-imaging "archive `+h.app.names[i]+` left out: `+strings.ReplaceAll(a.err, `"`, `'`)+`"`)
-			h.logger.Warn("QIDO-RS fan-out: archive left out", zap.String("archive", h.app.names[i]), zap.String("error", a.err))
+			leaveOut(archives[i], a.err)
 			continue
 		}
 		if len(a.body) == 0 {
@@ -98,24 +110,24 @@ func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Requ
 		}
 		arr := gjson.ParseBytes(a.body)
 		if !arr.IsArray() {
-			failed++
-			w.Header().Add("Warning", `299 fhir-imaging "archive `+h.app.names[i]+` left out: answer is not a JSON array"`)
+			leaveOut(archives[i], "answer is not a JSON array")
 			continue
 		}
 		arr.ForEach(func(_, ds gjson.Result) bool {
-			uid := ds.Get(key + ".Value.0").String()
-			if uid != "" {
-				if seen[uid] {
-					return true
+			if key != "" {
+				if uid := ds.Get(key + ".Value.0").String(); uid != "" {
+					if seen[uid] {
+						return true
+					}
+					seen[uid] = true
 				}
-				seen[uid] = true
 			}
 			merged = append(merged, []byte(ds.Raw))
 			return true
 		})
 	}
 	if failed == len(answers) {
-		writeError(w, http.StatusBadGateway, "no archive answered the search")
+		writeError(w, http.StatusBadGateway, "no archive answered")
 		return nil
 	}
 	if offset > len(merged) {
@@ -139,38 +151,65 @@ func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Requ
 }
 
 // fetch sends a GET for path and query to the archive through its proxy and
-// returns the whole answer. It is for small JSON answers that the gateway
-// combines; it runs with its own replacer and variables so that several
-// fetches of one client request may run at once.
-func (ar *Archive) fetch(r *http.Request, path, query string) (int, []byte, error) {
-	// reverse_proxy writes to the request's variables and replacer, so a
-	// concurrent fetch needs copies of both. NewTestReplacer, despite its
-	// name, is Caddy's exported way to build a replacer with the request
-	// placeholders ({http.request.*}) filled in.
-	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-	rr := r.Clone(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, maps.Clone(vars)))
-	caddyhttp.NewTestReplacer(rr)
+// returns the whole answer, which must not exceed limit bytes. It is for the
+// JSON answers that the gateway combines; it runs with its own replacer and
+// variables so that several fetches of one client request may run at once.
+func (ar *Archive) fetch(r *http.Request, path, query string, limit int64) (int, []byte, error) {
+	rr := subrequest(r)
 	rr.Method = http.MethodGet
 	rr.Body = http.NoBody
 	rr.ContentLength = 0
 	rr.Header.Del("Accept-Encoding")
 	rr.Header.Del("Content-Length")
-	sink := &memoryWriter{header: http.Header{}}
-	var buf bytes.Buffer
-	rec := caddyhttp.NewResponseRecorder(sink, &buf, func(int, http.Header) bool { return true })
-	if err := ar.serve(rec, rr, path, query); err != nil {
+	sink := &memoryWriter{header: http.Header{}, limit: limit}
+	if err := ar.serve(sink, rr, path, query); err != nil {
 		return 0, nil, err
 	}
-	return rec.Status(), buf.Bytes(), nil
+	if sink.tooLarge {
+		return 0, nil, fmt.Errorf("answer larger than %d bytes", limit)
+	}
+	if sink.status == 0 {
+		sink.status = http.StatusOK
+	}
+	return sink.status, sink.buf.Bytes(), nil
 }
 
-// memoryWriter is a ResponseWriter that only keeps headers, beneath a
-// recorder that keeps the body.
+// subrequest returns a copy of r with its own copies of the request's
+// variables and replacer: reverse_proxy writes to both, so requests to
+// archives made for one client request must not share them.
+// NewTestReplacer, despite its name, is Caddy's exported way to build a
+// replacer with the request placeholders ({http.request.*}) filled in.
+func subrequest(r *http.Request) *http.Request {
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	rr := r.Clone(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, maps.Clone(vars)))
+	caddyhttp.NewTestReplacer(rr)
+	return rr
+}
+
+// memoryWriter is a ResponseWriter that keeps a bounded answer in memory.
 type memoryWriter struct {
-	header http.Header
-	status int
+	header   http.Header
+	status   int
+	buf      bytes.Buffer
+	limit    int64
+	tooLarge bool
 }
 
-func (m *memoryWriter) Header() http.Header         { return m.header }
-func (m *memoryWriter) WriteHeader(status int)      { m.status = status }
-func (m *memoryWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (m *memoryWriter) Header() http.Header { return m.header }
+
+func (m *memoryWriter) WriteHeader(status int) {
+	if m.status == 0 && status >= 200 {
+		m.status = status
+	}
+}
+
+func (m *memoryWriter) Write(p []byte) (int, error) {
+	m.WriteHeader(http.StatusOK)
+	if int64(m.buf.Len()+len(p)) > m.limit {
+		m.tooLarge = true
+		return 0, errTooLarge
+	}
+	return m.buf.Write(p)
+}
+
+var errTooLarge = errors.New("answer over the size limit")

@@ -67,7 +67,7 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		}
 		return nil
 	}
-	ar, err := routeStudy(h.app, r, ref.Study, ref.Series, fhirjson.WADOURI)
+	ar, _, err := routeStudy(h.app, r, ref.Study, ref.Series, fhirjson.WADOURI)
 	if err != nil {
 		var re *routeError
 		if errors.As(err, &re) {
