@@ -2,12 +2,14 @@ package module_test
 
 import (
 	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -604,5 +606,31 @@ func TestDICOMwebSplitStudyMerges(t *testing.T) {
 		if rerr == nil && strings.HasSuffix(string(b), "--\r\n") {
 			t.Errorf("a broken merge was delivered as complete: %q", b)
 		}
+	}
+}
+
+func TestDICOMwebTLSArchive(t *testing.T) {
+	f := newRoutingFHIR(t)
+	var seen atomic.Int32
+	tlsArchive := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		fmt.Fprintf(w, "tls %s %s", r.Host, r.URL.Path)
+	}))
+	t.Cleanup(tlsArchive.Close)
+	certFile := t.TempDir() + "/ca.pem"
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsArchive.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := tlsArchive.URL + "/dicom-web"
+	f.included = []string{endpointJSON("t", "active", "dicom-wado-rs", base)}
+	f.studies["urn:oid:1.2.1"] = `{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.1"}],"endpoint":[{"reference":"Endpoint/t"}],"series":[{"uid":"1.2.1.1"}]}`
+	globals := fmt.Sprintf("\tfhir_imaging {\n\t\tfhir %s/fhir\n\t\tarchive t %s {\n\t\t\ttransport http {\n\t\t\t\ttls_trust_pool file %s\n\t\t\t}\n\t\t}\n\t}", f.URL, base, certFile)
+	gw := startGateway(t, globals, "\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}")
+	resp, body := get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1")
+	if resp.StatusCode != 200 || string(body) != "tls "+hostPort(strings.Replace(tlsArchive.URL, "https", "http", 1))+" /dicom-web/studies/1.2.1/series/1.2.1.1" {
+		t.Fatalf("TLS archive: %d %q", resp.StatusCode, body)
+	}
+	if seen.Load() != 1 {
+		t.Errorf("TLS archive saw %d requests", seen.Load())
 	}
 }

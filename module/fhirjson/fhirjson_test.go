@@ -192,6 +192,20 @@ func TestRewriteShapes(t *testing.T) {
 			// A reference to another FHIR server is never looked up.
 			file: "other-server.json",
 		},
+		{
+			// Prefer: return=representation in a transaction: the
+			// Endpoint created in the same Bundle is used.
+			file: "transaction-response.json",
+			want: []string{"1.2.50.1=" + rs("1.2.50", "1.2.50.1"), "1.2.50.1.1=" + rs("1.2.50", "1.2.50.1", "1.2.50.1.1")},
+		},
+		{
+			// An operation's Parameters holding a history Bundle, and an
+			// ImagingStudy contained in a DiagnosticReport whose contained
+			// Endpoint (upper-case scheme, trailing slash) it references.
+			file:    "history-and-nested.json",
+			missing: []string{"b-rs"},
+			want:    []string{"1.2.60.1=" + rs("1.2.60", "1.2.60.1"), "1.2.61.1=" + rs("1.2.61", "1.2.61.1")},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
