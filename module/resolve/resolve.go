@@ -235,6 +235,11 @@ func (r *Resolver) get(ctx context.Context, u string) ([]byte, int, error) {
 	req.Header.Set("Accept", "application/fhir+json")
 	resp, err := r.cfg.Client.Do(req)
 	if err != nil {
+		// The URL carries UIDs; keep it out of errors, which reach logs.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, 0, &UpstreamError{Timeout: errors.Is(err, context.DeadlineExceeded) || isTimeout(err), Err: err}
 	}
 	defer resp.Body.Close()

@@ -196,8 +196,12 @@ func TestStudyUnknownAndFailures(t *testing.T) {
 	}
 	s.Close()
 	r2 := newResolver(s, &clock{t: time.Unix(0, 0)})
-	if _, err := r2.Study(context.Background(), "1.2.9"); err == nil {
+	_, err = r2.Study(context.Background(), "1.2.9")
+	if err == nil {
 		t.Fatal("no error from a FHIR server that is down")
+	}
+	if strings.Contains(err.Error(), "1.2.9") {
+		t.Errorf("the error, which reaches logs, carries the study UID: %v", err)
 	}
 	none := New(Config{})
 	if _, err := none.Study(context.Background(), "1.2"); err != ErrNoFHIR {
