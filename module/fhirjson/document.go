@@ -53,6 +53,7 @@ type Series struct {
 	// Instances lists the series' instances in document order.
 	Instances []*Instance
 	obj       gjson.Result
+	ext       gjson.Result // the "extension" member's value, if any
 }
 
 // Instance is one ImagingStudy.series.instance element.
@@ -60,6 +61,7 @@ type Instance struct {
 	// UID is the SOP Instance UID, or "" when it is missing or invalid.
 	UID string
 	obj gjson.Result
+	ext gjson.Result
 }
 
 // Ref is an Endpoint reference of a study or series. It is resolved either
@@ -112,9 +114,13 @@ func (d *Document) walk(v gjson.Result, fullURL string, scope map[string]*Endpoi
 		})
 	case v.IsObject():
 		rt := v.Get("resourceType").String()
+		var contained gjson.Result
+		if rt != "" {
+			contained = v.Get("contained")
+		}
 		if rt != "" {
 			// A resource: its contained resources form a new scope.
-			if c := v.Get("contained"); c.IsArray() {
+			if c := contained; c.IsArray() {
 				inner := map[string]*Endpoint{}
 				for k, e := range scope {
 					inner[k] = e
@@ -131,7 +137,7 @@ func (d *Document) walk(v gjson.Result, fullURL string, scope map[string]*Endpoi
 		switch rt {
 		case "ImagingStudy":
 			*pending = append(*pending, pendingStudy{obj: v, scope: scope})
-			if c := v.Get("contained"); c.IsArray() {
+			if c := contained; c.IsArray() {
 				d.walk(c, "", scope, pending)
 			}
 			return
@@ -163,39 +169,75 @@ func (d *Document) walk(v gjson.Result, fullURL string, scope map[string]*Endpoi
 }
 
 // study reads one ImagingStudy. Its Endpoint references are kept unresolved
-// until all Endpoints of the document are known.
+// until all Endpoints of the document are known. Each object is walked once,
+// member by member: gjson's Get would rescan it from the start per key.
 func (d *Document) study(v gjson.Result, scope map[string]*Endpoint) *Study {
 	st := &Study{}
-	v.Get("identifier").ForEach(func(_, id gjson.Result) bool {
-		if id.Get("system").String() == "urn:dicom:uid" {
-			st.UID = dicom.TrimOIDPrefix(strings.TrimSpace(id.Get("value").String()))
-			return false
+	var stu3UID string
+	v.ForEach(func(k, val gjson.Result) bool {
+		switch k.Str {
+		case "identifier":
+			val.ForEach(func(_, id gjson.Result) bool {
+				if st.UID == "" && id.Get("system").Str == "urn:dicom:uid" {
+					st.UID = dicom.TrimOIDPrefix(strings.TrimSpace(id.Get("value").Str))
+				}
+				return st.UID == ""
+			})
+		case "uid": // STU3
+			stu3UID = dicom.TrimOIDPrefix(strings.TrimSpace(val.Str))
+		case "endpoint":
+			st.Endpoints = d.refs(val, scope)
+		case "series":
+			val.ForEach(func(_, sv gjson.Result) bool {
+				if sv.IsObject() {
+					st.Series = append(st.Series, d.series(sv, scope))
+				}
+				return true
+			})
 		}
 		return true
 	})
-	if st.UID == "" { // STU3
-		st.UID = dicom.TrimOIDPrefix(strings.TrimSpace(v.Get("uid").String()))
+	if st.UID == "" {
+		st.UID = stu3UID
 	}
 	if !dicom.ValidUID(st.UID) {
 		st.UID = ""
 	}
-	st.Endpoints = d.refs(v.Get("endpoint"), scope)
-	v.Get("series").ForEach(func(_, sv gjson.Result) bool {
-		if !sv.IsObject() {
-			return true
+	return st
+}
+
+func (d *Document) series(sv gjson.Result, scope map[string]*Endpoint) *Series {
+	se := &Series{obj: sv}
+	sv.ForEach(func(k, val gjson.Result) bool {
+		switch k.Str {
+		case "uid":
+			se.UID = validUID(val.Str)
+		case "endpoint":
+			se.Endpoints = d.refs(val, scope)
+		case "extension":
+			se.ext = val
+		case "instance":
+			val.ForEach(func(_, iv gjson.Result) bool {
+				if !iv.IsObject() {
+					return true
+				}
+				in := &Instance{obj: iv}
+				iv.ForEach(func(k, val gjson.Result) bool {
+					switch k.Str {
+					case "uid":
+						in.UID = validUID(val.Str)
+					case "extension":
+						in.ext = val
+					}
+					return true
+				})
+				se.Instances = append(se.Instances, in)
+				return true
+			})
 		}
-		se := &Series{UID: validUID(sv.Get("uid").String()), obj: sv}
-		se.Endpoints = d.refs(sv.Get("endpoint"), scope)
-		sv.Get("instance").ForEach(func(_, iv gjson.Result) bool {
-			if iv.IsObject() {
-				se.Instances = append(se.Instances, &Instance{UID: validUID(iv.Get("uid").String()), obj: iv})
-			}
-			return true
-		})
-		st.Series = append(st.Series, se)
 		return true
 	})
-	return st
+	return se
 }
 
 func validUID(s string) string {

@@ -75,7 +75,7 @@ func (d *Document) Inject(plan Planner, ext Extensions) (out []byte, changed boo
 			}
 			seriesPath := "/studies/" + st.UID + "/series/" + se.UID
 			if b.WADORS != "" {
-				edits = appendExtensions(edits, d.body, se.obj, []extension{{ext.WADORS, b.WADORS + seriesPath}})
+				edits = appendExtensions(edits, se.obj, se.ext, []extension{{ext.WADORS, b.WADORS + seriesPath}})
 				stats.Series++
 			}
 			for _, in := range se.Instances {
@@ -90,7 +90,7 @@ func (d *Document) Inject(plan Planner, ext Extensions) (out []byte, changed boo
 					add = append(add, extension{ext.WADOURI, b.WADOURI + "?requestType=WADO&studyUID=" + st.UID +
 						"&seriesUID=" + se.UID + "&objectUID=" + in.UID + "&contentType=application/dicom"})
 				}
-				edits = appendExtensions(edits, d.body, in.obj, add)
+				edits = appendExtensions(edits, in.obj, in.ext, add)
 				stats.Instances += len(add)
 			}
 		}
@@ -134,12 +134,11 @@ func (x extension) json() string {
 }
 
 // appendExtensions adds the edits that put exts into the extension array of
-// the JSON object obj (body is the whole document obj was found in).
-func appendExtensions(edits []edit, body string, obj gjson.Result, exts []extension) []edit {
+// the JSON object obj, whose "extension" member (if any) is arr.
+func appendExtensions(edits []edit, obj, arr gjson.Result, exts []extension) []edit {
 	if len(exts) == 0 {
 		return edits
 	}
-	arr := obj.Get("extension")
 	if arr.Exists() && !arr.IsArray() {
 		return edits // not FHIR; adding a second "extension" key would make it worse
 	}

@@ -1,6 +1,7 @@
 package fhirjson
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -92,6 +93,25 @@ func BenchmarkScanOnly(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := Scan(in, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBaselineEncodingJSON is the baseline for BenchmarkRewriteSearchset,
+// measured in the same run: a plain encoding/json decode and re-encode of
+// the same searchset, with no rewriting at all (and which would lose key
+// order and formatting).
+func BenchmarkBaselineEncodingJSON(b *testing.B) {
+	in := searchset(100, 3, 50)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		var v any
+		if err := json.Unmarshal(in, &v); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(v); err != nil {
 			b.Fatal(err)
 		}
 	}
