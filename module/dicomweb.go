@@ -92,13 +92,7 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 	rawPath := r.URL.EscapedPath()
 	req, err := dicom.ParsePath(rawPath)
 	if err != nil {
-		var pe *dicom.PathError
-		if errors.As(err, &pe) {
-			writeError(w, pe.StatusCode(), pe.Message)
-		} else {
-			writeError(w, http.StatusBadRequest, err.Error())
-		}
-		return nil
+		return answerError(w, err)
 	}
 	var ar *Archive
 	switch {
@@ -128,12 +122,7 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		var loc *resolve.Study
 		ar, loc, err = routeStudy(h.app, r, req.Study, req.Series, fhirjson.WADORS)
 		if err != nil {
-			var re *routeError
-			if errors.As(err, &re) {
-				writeError(w, re.status, re.msg)
-				return nil
-			}
-			return err
+			return answerError(w, err)
 		}
 		if req.Level == dicom.LevelStudy && loc != nil {
 			if names := loc.Archives(fhirjson.WADORS); len(names) > 1 {
@@ -151,14 +140,6 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 	}
 	return h.proxy(w, r, ar, ar.base.Path+req.Path())
 }
-
-// routeError is a routing failure with the status to answer.
-type routeError struct {
-	status int
-	msg    string
-}
-
-func (e *routeError) Error() string { return e.msg }
 
 // routeStudy finds the archive that holds the given series (or study, when
 // series is "") for connection type t. It also returns what the FHIR server

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
 )
 
@@ -26,6 +27,31 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
+
+// answerError writes the answer for a refused or unroutable request and
+// returns nil, or returns err itself when it is not one of the gateway's own
+// errors (a *dicom.PathError or a *routeError).
+func answerError(w http.ResponseWriter, err error) error {
+	var pe *dicom.PathError
+	if errors.As(err, &pe) {
+		writeError(w, pe.StatusCode(), pe.Message)
+		return nil
+	}
+	var re *routeError
+	if errors.As(err, &re) {
+		writeError(w, re.status, re.msg)
+		return nil
+	}
+	return err
+}
+
+// routeError is a routing failure with the status to answer.
+type routeError struct {
+	status int
+	msg    string
+}
+
+func (e *routeError) Error() string { return e.msg }
 
 // lookupStatus maps a failed look-up against the FHIR server to a status: 504
 // when it ran out of time, 502 otherwise.

@@ -1,7 +1,6 @@
 package module
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 
@@ -59,22 +58,11 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	ref, err := dicom.ParseWADOURI(q)
 	if err != nil {
-		var pe *dicom.PathError
-		if errors.As(err, &pe) {
-			writeError(w, http.StatusBadRequest, pe.Message)
-		} else {
-			writeError(w, http.StatusBadRequest, err.Error())
-		}
-		return nil
+		return answerError(w, err)
 	}
 	ar, _, err := routeStudy(h.app, r, ref.Study, ref.Series, fhirjson.WADOURI)
 	if err != nil {
-		var re *routeError
-		if errors.As(err, &re) {
-			writeError(w, re.status, re.msg)
-			return nil
-		}
-		return err
+		return answerError(w, err)
 	}
 	if ar.uriBase == nil {
 		writeError(w, http.StatusNotFound, "archive "+ar.name+" holds this series but has no wado_uri base configured")
