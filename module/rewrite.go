@@ -243,7 +243,7 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, body []byte) ([]
 		return nil, false
 	}
 	var fetched map[string]fhirjson.Endpoint
-	if ids := doc.MissingEndpoints(); len(ids) > 0 {
+	if ids := doc.MissingEndpoints(); len(ids) > 0 && h.app.FHIR != "" {
 		fetched, err = h.app.resolver.Endpoints(r.Context(), ids)
 		if err != nil {
 			h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
