@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -63,10 +64,22 @@ type App struct {
 	// server does not know. Default: none, and such requests get 404.
 	DefaultArchive string `json:"default_archive,omitempty"`
 
+	// TraceUIDs puts study, series and instance UIDs and Endpoint ids on
+	// trace spans and in debug logs. Default: off, since UIDs identify
+	// patients' data.
+	TraceUIDs bool `json:"trace_uids,omitempty"`
+
 	resolver  *resolve.Resolver
 	addresses map[string]string // normalised address → archive name
 	names     []string          // archive names, sorted
 	logger    *zap.Logger
+	metrics   *metrics
+	lookups   *cacheCounts
+}
+
+// cacheCounts counts cache hits and misses per cache (endpoint, study).
+type cacheCounts struct {
+	hits, misses [2]atomic.Int64
 }
 
 // CaddyModule returns the Caddy module information.
@@ -112,6 +125,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.names = append(a.names, name)
 	}
 	sort.Strings(a.names)
+	var err error
+	a.lookups = new(cacheCounts)
+	a.metrics, err = newMetrics(ctx.GetMetricsRegistry(), a.cacheSizes, a.hitRatio)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	for _, ar := range a.Archives {
+		ar.metrics = a.metrics
+		ar.traceUIDs = a.TraceUIDs
+	}
 	a.resolver = resolve.New(resolve.Config{
 		FHIRBase:    a.FHIR,
 		Client:      &http.Client{Timeout: time.Duration(a.LookupTimeout)},
@@ -120,8 +143,44 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Timeout:     time.Duration(a.LookupTimeout),
 		MaxEntries:  a.CacheSize,
 		Archive:     a.archiveByAddress,
+		OnCache:     a.cacheLookup,
+		OnFetch:     a.metrics.fetched,
+		TraceUIDs:   a.TraceUIDs,
 	})
 	return nil
+}
+
+func cacheIndex(cache string) int {
+	if cache == "study" {
+		return 1
+	}
+	return 0
+}
+
+func (a *App) cacheLookup(cache string, hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+		a.lookups.hits[cacheIndex(cache)].Add(1)
+	} else {
+		a.lookups.misses[cacheIndex(cache)].Add(1)
+	}
+	a.metrics.cacheLookups.WithLabelValues(cache, result).Inc()
+}
+
+func (a *App) hitRatio(cache string) float64 {
+	h, m := a.lookups.hits[cacheIndex(cache)].Load(), a.lookups.misses[cacheIndex(cache)].Load()
+	if h+m == 0 {
+		return 0
+	}
+	return float64(h) / float64(h+m)
+}
+
+func (a *App) cacheSizes() (int, int) {
+	if a.resolver == nil {
+		return 0, 0
+	}
+	return a.resolver.CacheSizes()
 }
 
 // Validate checks the configuration; it is fast and contacts nothing.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -13,7 +14,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
 // Archive is one DICOM archive the gateway routes to.
@@ -46,6 +50,8 @@ type Archive struct {
 	Proxy *reverseproxy.Handler `json:"proxy,omitempty"`
 
 	name      string
+	metrics   *metrics
+	traceUIDs bool
 	base      *url.URL // parsed URL
 	uriBase   *url.URL // parsed WADOURI, or nil
 	normalURL string
@@ -118,8 +124,16 @@ func (ar *Archive) addresses() []string {
 }
 
 // serve proxies r to the archive at the given path (already validated, below
-// the archive's own origin) and query, streaming both ways.
-func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery string) error {
+// the archive's own origin) and query, streaming both ways. via names the
+// handler for metrics. The call is a span of its own, whose context the
+// archive receives as traceparent.
+func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery, via string) error {
+	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.archive",
+		attribute.String("fhir_imaging.archive", ar.name), attribute.String("http.request.method", r.Method))
+	if ar.traceUIDs {
+		span.SetAttributes(attribute.String("url.path", path))
+	}
+	*r = *r.WithContext(ctx)
 	r.URL.Path = path
 	r.URL.RawPath = ""
 	r.URL.RawQuery = rawQuery
@@ -127,7 +141,35 @@ func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery 
 	if !ar.PassAuthorization {
 		r.Header.Del("Authorization")
 	}
-	return ar.Proxy.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	telemetry.Inject(ctx, r.Header)
+	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	err := ar.Proxy.ServeHTTP(sw, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+	if ar.metrics != nil {
+		ar.metrics.routed.WithLabelValues(via, ar.name, strconv.Itoa(sw.status)).Inc()
+	}
+	telemetry.End(span, err)
+	return err
+}
+
+// statusWriter notes the status of an answer on its way through.
+type statusWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriterWrapper.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriterWrapper.Write(b)
 }
 
 func parseArchiveURL(s string) (*url.URL, error) {

@@ -10,11 +10,13 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
 func init() {
@@ -145,7 +147,34 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 // series is "") for connection type t. It also returns what the FHIR server
 // says about the study, or nil when the default archive was chosen without
 // asking.
-func routeStudy(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, *resolve.Study, error) {
+func routeStudy(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (ar *Archive, loc *resolve.Study, err error) {
+	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.route", attribute.String("fhir_imaging.connection_type", string(t)))
+	if app.TraceUIDs {
+		span.SetAttributes(attribute.String("fhir_imaging.study_uid", study), attribute.String("fhir_imaging.series_uid", series))
+	}
+	defer func() {
+		if ar != nil {
+			span.SetAttributes(attribute.String("fhir_imaging.archive", ar.name))
+			app.logger.Debug("routing decision", routeFields(app, ar, loc, study, series)...)
+		}
+		telemetry.End(span, err)
+	}()
+	*r = *r.WithContext(ctx)
+	return routeStudyIn(app, r, study, series, t)
+}
+
+func routeFields(app *App, ar *Archive, loc *resolve.Study, study, series string) []zap.Field {
+	f := []zap.Field{zap.String("archive", ar.name), zap.Bool("known", loc != nil && loc.Known)}
+	if loc != nil {
+		f = append(f, zap.Strings("study_archives", loc.Archives(fhirjson.WADORS)))
+	}
+	if app.TraceUIDs {
+		f = append(f, zap.String("study_uid", study), zap.String("series_uid", series))
+	}
+	return f
+}
+
+func routeStudyIn(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, *resolve.Study, error) {
 	if app.resolver == nil || app.FHIR == "" {
 		if app.DefaultArchive != "" {
 			return app.Archives[app.DefaultArchive], nil, nil
@@ -211,7 +240,7 @@ func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, ar *Archive, pa
 		rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, nil, nil)
 		out = rec
 	}
-	if err := ar.serve(out, r, path, r.URL.RawQuery); err != nil {
+	if err := ar.serve(out, r, path, r.URL.RawQuery, "dicomweb"); err != nil {
 		if rec.ResponseRecorder.Status() == 0 {
 			writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
 			return nil

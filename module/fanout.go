@@ -97,6 +97,7 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 	failed := 0
 	leaveOut := func(ar *Archive, why string) {
 		failed++
+		h.app.metrics.mergeLeftOut.WithLabelValues(ar.name).Inc()
 		w.Header().Add("Warning", `299 fhir-imaging "archive `+ar.name+` left out: `+strings.ReplaceAll(why, `"`, `'`)+`"`)
 		h.logger.Warn("merged DICOMweb answer: archive left out", zap.String("archive", ar.name), zap.String("error", why))
 	}
@@ -162,7 +163,7 @@ func (ar *Archive) fetch(r *http.Request, path, query string, limit int64) (int,
 	rr.Header.Del("Accept-Encoding")
 	rr.Header.Del("Content-Length")
 	sink := &memoryWriter{header: http.Header{}, limit: limit}
-	if err := ar.serve(sink, rr, path, query); err != nil {
+	if err := ar.serve(sink, rr, path, query, "dicomweb"); err != nil {
 		return 0, nil, err
 	}
 	if sink.tooLarge {

@@ -161,7 +161,7 @@ func (ar *Archive) open(r *http.Request, path, query string) (*answer, error) {
 	pw2 := &pipeWriter{header: http.Header{}, pw: pw, ready: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		err := ar.serve(pw2, rr, path, query)
+		err := ar.serve(pw2, rr, path, query, "dicomweb")
 		pw2.signal()
 		_ = pw.CloseWithError(err)
 		done <- err

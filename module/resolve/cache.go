@@ -113,3 +113,17 @@ func (f *flights[V]) land(key string, fl *flight[V], v V, err error) {
 	f.mu.Unlock()
 	close(fl.done)
 }
+
+// snapshot returns the unexpired entries with their expiry times.
+func (c *cache[V]) snapshot() map[string]cacheEntry[V] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	out := make(map[string]cacheEntry[V], len(c.entries))
+	for k, e := range c.entries {
+		if now.Before(e.expires) {
+			out[k] = e
+		}
+	}
+	return out
+}

@@ -15,11 +15,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
-	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/tidwall/gjson"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
 // Config configures a Resolver.
@@ -45,6 +49,16 @@ type Config struct {
 	MaxBody int64
 	// Now is the clock (time.Now when nil); tests replace it.
 	Now func() time.Time
+	// OnCache, if set, is told of every cache look-up: the cache
+	// ("endpoint" or "study") and whether it was a hit.
+	OnCache func(cache string, hit bool)
+	// OnFetch, if set, is told of every request to the FHIR server: the
+	// kind ("endpoint" or "study"), the result ("found", "not_found" or
+	// "error") and how long it took.
+	OnFetch func(kind, result string, d time.Duration)
+	// TraceUIDs puts study UIDs and Endpoint ids on spans. Off by default:
+	// they identify patients' data.
+	TraceUIDs bool
 }
 
 // Resolver performs and caches look-ups. It is safe for concurrent use.
@@ -85,6 +99,12 @@ func New(cfg Config) *Resolver {
 	if cfg.Archive == nil {
 		cfg.Archive = func(string) string { return "" }
 	}
+	if cfg.OnCache == nil {
+		cfg.OnCache = func(string, bool) {}
+	}
+	if cfg.OnFetch == nil {
+		cfg.OnFetch = func(string, string, time.Duration) {}
+	}
 	cfg.FHIRBase = strings.TrimRight(cfg.FHIRBase, "/")
 	return &Resolver{
 		cfg:       cfg,
@@ -122,18 +142,27 @@ func (e *UpstreamError) Unwrap() error { return e.Err }
 // searches as possible (Endpoint?_id=a,b,c); ids already being fetched for
 // another caller are waited for rather than fetched again. An error means
 // that some ids could not be looked up; the map still holds what is known.
-func (r *Resolver) Endpoints(ctx context.Context, ids []string) (map[string]fhirjson.Endpoint, error) {
+func (r *Resolver) Endpoints(ctx context.Context, ids []string) (_ map[string]fhirjson.Endpoint, err error) {
+	ctx, span := telemetry.StartSpan(ctx, "fhir_imaging.endpoint_lookup", attribute.Int("fhir_imaging.endpoints", len(ids)))
+	defer func() { telemetry.End(span, err) }()
+	if r.cfg.TraceUIDs {
+		span.SetAttributes(attribute.StringSlice("fhir_imaging.endpoint_ids", ids))
+	}
 	out := make(map[string]fhirjson.Endpoint, len(ids))
+	hits := 0
 	var lead []string
 	leading := map[string]*flight[endpointAnswer]{}
 	waiting := map[string]*flight[endpointAnswer]{}
 	for _, id := range ids {
 		if a, ok := r.endpoints.get(id); ok {
+			r.cfg.OnCache("endpoint", true)
+			hits++
 			if a.found {
 				out[id] = a.ep
 			}
 			continue
 		}
+		r.cfg.OnCache("endpoint", false)
 		if _, dup := leading[id]; dup {
 			continue
 		}
@@ -145,9 +174,12 @@ func (r *Resolver) Endpoints(ctx context.Context, ids []string) (map[string]fhir
 			waiting[id] = fl
 		}
 	}
+	span.SetAttributes(attribute.Int("fhir_imaging.cache_hits", hits), attribute.Int("fhir_imaging.fetched", len(lead)))
 	var firstErr error
 	if len(lead) > 0 {
+		start := r.cfg.Now()
 		got, err := r.fetchEndpoints(ctx, lead)
+		r.cfg.OnFetch("endpoint", fetchResult(err, len(got) > 0), r.cfg.Now().Sub(start))
 		firstErr = err
 		for _, id := range lead {
 			a := endpointAnswer{}
@@ -177,6 +209,16 @@ func (r *Resolver) Endpoints(ctx context.Context, ids []string) (map[string]fhir
 		}
 	}
 	return out, firstErr
+}
+
+func fetchResult(err error, found bool) string {
+	switch {
+	case err != nil:
+		return "error"
+	case found:
+		return "found"
+	}
+	return "not_found"
 }
 
 // fetchEndpoints asks the FHIR server for the given Endpoints, BatchSize ids
@@ -233,6 +275,7 @@ func (r *Resolver) get(ctx context.Context, u string) ([]byte, int, error) {
 		return nil, 0, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
+	telemetry.Inject(ctx, req.Header)
 	resp, err := r.cfg.Client.Do(req)
 	if err != nil {
 		// The URL carries UIDs; keep it out of errors, which reach logs.
@@ -274,3 +317,49 @@ func (r *Resolver) PurgeAll() {
 func (r *Resolver) CacheSizes() (endpoints, studies int) {
 	return r.endpoints.len(), r.studies.len()
 }
+
+// CachedEndpoint is one entry of the Endpoint cache.
+type CachedEndpoint struct {
+	// ID is the Endpoint's id.
+	ID string `json:"id"`
+	// Found is false for a cached "not found".
+	Found bool `json:"found"`
+	// Endpoint is what was found.
+	Endpoint *fhirjson.Endpoint `json:"endpoint,omitempty"`
+	// Expires is when the entry goes.
+	Expires time.Time `json:"expires"`
+}
+
+// CachedStudy is one entry of the study cache.
+type CachedStudy struct {
+	// UID is the Study Instance UID.
+	UID string `json:"uid"`
+	// Study is where the study is.
+	Study *Study `json:"location"`
+	// Expires is when the entry goes.
+	Expires time.Time `json:"expires"`
+}
+
+// Snapshot lists the unexpired cache entries, sorted by key.
+func (r *Resolver) Snapshot() ([]CachedEndpoint, []CachedStudy) {
+	var eps []CachedEndpoint
+	for id, e := range r.endpoints.snapshot() {
+		ce := CachedEndpoint{ID: id, Found: e.value.found, Expires: e.expires}
+		if e.value.found {
+			ep := e.value.ep
+			ce.Endpoint = &ep
+		}
+		eps = append(eps, ce)
+	}
+	var sts []CachedStudy
+	for uid, e := range r.studies.snapshot() {
+		sts = append(sts, CachedStudy{UID: uid, Study: e.value, Expires: e.expires})
+	}
+	sort.Slice(eps, func(i, j int) bool { return eps[i].ID < eps[j].ID })
+	sort.Slice(sts, func(i, j int) bool { return sts[i].UID < sts[j].UID })
+	return eps, sts
+}
+
+// PurgeStudies drops every cached study route, for changes (such as an
+// Endpoint's new address) whose reach into routes is not tracked.
+func (r *Resolver) PurgeStudies() { r.studies.purge() }

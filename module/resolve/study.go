@@ -8,8 +8,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/tidwall/gjson"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
 // Placement names the archives that serve one series (or, for a study's
@@ -101,10 +104,19 @@ const maxStudyPages = 10
 // (ImagingStudy?identifier=urn:dicom:uid|urn:oid:<uid>,urn:dicom:uid|<uid>&_include=ImagingStudy:endpoint).
 // All ImagingStudy resources with that UID are combined. Concurrent calls for
 // the same study share one search. The uid must already be validated.
-func (r *Resolver) Study(ctx context.Context, uid string) (*Study, error) {
+func (r *Resolver) Study(ctx context.Context, uid string) (_ *Study, err error) {
+	ctx, span := telemetry.StartSpan(ctx, "fhir_imaging.study_lookup")
+	defer func() { telemetry.End(span, err) }()
+	if r.cfg.TraceUIDs {
+		span.SetAttributes(attribute.String("fhir_imaging.study_uid", uid))
+	}
 	if s, ok := r.studies.get(uid); ok {
+		r.cfg.OnCache("study", true)
+		span.SetAttributes(attribute.String("fhir_imaging.cache", "hit"))
 		return s, nil
 	}
+	r.cfg.OnCache("study", false)
+	span.SetAttributes(attribute.String("fhir_imaging.cache", "miss"))
 	fl, leader := r.stFlights.join(uid)
 	if !leader {
 		select {
@@ -114,7 +126,9 @@ func (r *Resolver) Study(ctx context.Context, uid string) (*Study, error) {
 			return nil, &UpstreamError{Timeout: true, Err: ctx.Err()}
 		}
 	}
+	start := r.cfg.Now()
 	s, err := r.fetchStudy(ctx, uid)
+	r.cfg.OnFetch("study", fetchResult(err, s != nil && s.Known), r.cfg.Now().Sub(start))
 	if err == nil {
 		ttl := r.cfg.TTL
 		if !s.Known {

@@ -1,0 +1,113 @@
+package module
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the gateway's Prometheus metrics. They are registered anew in
+// Caddy's metrics registry of each config load, so they survive reloads.
+type metrics struct {
+	rewrites       *prometheus.CounterVec
+	injected       *prometheus.CounterVec
+	cacheLookups   *prometheus.CounterVec
+	fetches        *prometheus.CounterVec
+	fetchSeconds   *prometheus.HistogramVec
+	routed         *prometheus.CounterVec
+	mergeLeftOut   *prometheus.CounterVec
+	invalidations  *prometheus.CounterVec
+}
+
+const namespace = "caddy_fhir_imaging"
+
+// newMetrics registers the gateway's metrics in reg. sizes reports the
+// number of cached Endpoints and study routes, and hitRatio the share of
+// cache look-ups of a cache that were hits.
+func newMetrics(reg prometheus.Registerer, sizes func() (int, int), hitRatio func(cache string) float64) (*metrics, error) {
+	m := &metrics{
+		rewrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rewrites_total",
+			Help: "FHIR responses seen by fhir_rewrite, by outcome: rewritten, unchanged (nothing to inject) or passed through with the reason.",
+		}, []string{"outcome"}),
+		injected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "injected_urls_total",
+			Help: "URLs injected into ImagingStudy resources, by kind (series_wado_rs, instance).",
+		}, []string{"kind"}),
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cache_lookups_total",
+			Help: "Look-ups in the gateway's caches, by cache (endpoint, study) and result (hit, miss).",
+		}, []string{"cache", "result"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "fhir_lookups_total",
+			Help: "Requests to the FHIR server, by kind (endpoint, study) and result (found, not_found, error).",
+		}, []string{"kind", "result"}),
+		fetchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "fhir_lookup_duration_seconds",
+			Help:    "Time taken by look-ups against the FHIR server, by kind (endpoint, study).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"kind"}),
+		routed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "routed_requests_total",
+			Help: "Requests sent to archives, by handler (dicomweb, wado_uri), archive and HTTP status code (0 when the archive could not be reached).",
+		}, []string{"handler", "archive", "code"}),
+		mergeLeftOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "merge_partial_failures_total",
+			Help: "Archives left out of a merged answer (QIDO-RS fan-out, a study split across archives), by archive.",
+		}, []string{"archive"}),
+		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cache_invalidations_total",
+			Help: "Cache entries dropped because a resource changed, by resource type and source (gateway, subscription, admin).",
+		}, []string{"resource", "source"}),
+	}
+	var err error
+	for _, v := range []**prometheus.CounterVec{&m.rewrites, &m.injected, &m.cacheLookups, &m.fetches, &m.routed, &m.mergeLeftOut, &m.invalidations} {
+		if *v, err = register(reg, *v); err != nil {
+			return nil, err
+		}
+	}
+	if m.fetchSeconds, err = register(reg, m.fetchSeconds); err != nil {
+		return nil, err
+	}
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "cache_entries", Help: "Entries in the gateway's caches.", ConstLabels: prometheus.Labels{"cache": "endpoint"},
+		}, func() float64 { e, _ := sizes(); return float64(e) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "cache_entries", Help: "Entries in the gateway's caches.", ConstLabels: prometheus.Labels{"cache": "study"},
+		}, func() float64 { _, s := sizes(); return float64(s) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "cache_hit_ratio", Help: "Share of cache look-ups that were hits since the config was loaded.", ConstLabels: prometheus.Labels{"cache": "endpoint"},
+		}, func() float64 { return hitRatio("endpoint") }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "cache_hit_ratio", Help: "Share of cache look-ups that were hits since the config was loaded.", ConstLabels: prometheus.Labels{"cache": "study"},
+		}, func() float64 { return hitRatio("study") }),
+	}
+	for _, g := range gauges {
+		if _, err := register(reg, g); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered in its
+// place.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (m *metrics) fetched(kind, result string, d time.Duration) {
+	m.fetches.WithLabelValues(kind, result).Inc()
+	m.fetchSeconds.WithLabelValues(kind).Observe(d.Seconds())
+}
