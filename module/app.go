@@ -64,6 +64,16 @@ type App struct {
 	// server does not know. Default: none, and such requests get 404.
 	DefaultArchive string `json:"default_archive,omitempty"`
 
+	// Subscribe is this instance's notify URL as the FHIR server can reach
+	// it, e.g. http://gateway-1.internal:2019/fhir_imaging/notify (the admin
+	// API's notify route). When set, the app registers FHIR rest-hook
+	// Subscriptions on ImagingStudy and Endpoint changes that point there,
+	// and deletes them when it stops, so that changes made through any
+	// gateway instance or directly in the FHIR server drop the affected
+	// cache entries at once. Default: none; entries then live until their
+	// TTL or a change made through this instance.
+	Subscribe string `json:"subscribe,omitempty"`
+
 	// TraceUIDs puts study, series and instance UIDs and Endpoint ids on
 	// trace spans and in debug logs. Default: off, since UIDs identify
 	// patients' data.
@@ -75,6 +85,7 @@ type App struct {
 	logger    *zap.Logger
 	metrics   *metrics
 	lookups   *cacheCounts
+	subs      *subscriptions
 }
 
 // cacheCounts counts cache hits and misses per cache (endpoint, study).
@@ -147,6 +158,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		OnFetch:     a.metrics.fetched,
 		TraceUIDs:   a.TraceUIDs,
 	})
+	if a.Subscribe != "" {
+		a.subs = &subscriptions{fhir: a.FHIR, callback: a.Subscribe, client: &http.Client{Timeout: 10 * time.Second}, logger: a.logger}
+	}
 	return nil
 }
 
@@ -190,6 +204,14 @@ func (a *App) Validate() error {
 			return fmt.Errorf("fhir: %v", err)
 		}
 	}
+	if a.Subscribe != "" {
+		if a.FHIR == "" {
+			return fmt.Errorf("subscribe needs fhir")
+		}
+		if err := checkHTTPURL(a.Subscribe); err != nil {
+			return fmt.Errorf("subscribe: %v", err)
+		}
+	}
 	for _, n := range []struct{ what, name string }{{"store_archive", a.StoreArchive}, {"default_archive", a.DefaultArchive}} {
 		if n.name != "" && a.Archives[n.name] == nil {
 			return fmt.Errorf("%s: no archive named %q", n.what, n.name)
@@ -198,11 +220,21 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start implements caddy.App; the app has nothing to start.
-func (a *App) Start() error { return nil }
+// Start registers the FHIR Subscriptions, if configured, in the background.
+func (a *App) Start() error {
+	if a.subs != nil {
+		a.subs.start()
+	}
+	return nil
+}
 
-// Stop implements caddy.App; the app has nothing to stop.
-func (a *App) Stop() error { return nil }
+// Stop deletes the FHIR Subscriptions this instance registered.
+func (a *App) Stop() error {
+	if a.subs != nil {
+		a.subs.stop()
+	}
+	return nil
+}
 
 // Cleanup releases the archives' proxies. It is safe to call at any point.
 func (a *App) Cleanup() error {

@@ -26,6 +26,8 @@ import (
 //		lookup_timeout  <duration>
 //		store_archive   <name>
 //		default_archive <name>
+//		subscribe       <notify-url>
+//		trace_uids      on|off
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option name
@@ -85,6 +87,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.StoreArchive) {
 				return d.ArgErr()
 			}
+		case "subscribe":
+			if !d.AllArgs(&a.Subscribe) {
+				return d.ArgErr()
+			}
+		case "trace_uids":
+			var v string
+			if !d.AllArgs(&v) || (v != "on" && v != "off") {
+				return d.Err("trace_uids takes on or off")
+			}
+			a.TraceUIDs = v == "on"
 		case "default_archive":
 			if !d.AllArgs(&a.DefaultArchive) {
 				return d.ArgErr()

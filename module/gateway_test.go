@@ -36,18 +36,7 @@ func startGateway(t testing.TB, globals, site string) string {
 	t.Helper()
 	port := freePort(t)
 	cf := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tskip_install_trust\n%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n", globals, port, site)
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	cfg, warn, err := adapter.Adapt([]byte(cf), nil)
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v\n%s", err, cf)
-	}
-	for _, w := range warn {
-		t.Logf("adapt warning: %s", w.Message)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading config: %v\n%s", err, cfg)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	loadCaddyfile(t, cf)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -106,3 +95,16 @@ func jsonMessage(t testing.TB, body []byte) string {
 func hostPort(u string) string { return strings.TrimPrefix(u, "http://") }
 
 func caddyStop() error { return caddy.Stop() }
+
+// loadCaddyfile adapts a whole Caddyfile and runs it in this process.
+func loadCaddyfile(t testing.TB, cf string) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, cf)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v\n%s", err, cfg)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+}

@@ -10,14 +10,14 @@ import (
 // metrics are the gateway's Prometheus metrics. They are registered anew in
 // Caddy's metrics registry of each config load, so they survive reloads.
 type metrics struct {
-	rewrites       *prometheus.CounterVec
-	injected       *prometheus.CounterVec
-	cacheLookups   *prometheus.CounterVec
-	fetches        *prometheus.CounterVec
-	fetchSeconds   *prometheus.HistogramVec
-	routed         *prometheus.CounterVec
-	mergeLeftOut   *prometheus.CounterVec
-	invalidations  *prometheus.CounterVec
+	rewrites      *prometheus.CounterVec
+	injected      *prometheus.CounterVec
+	cacheLookups  *prometheus.CounterVec
+	fetches       *prometheus.CounterVec
+	fetchSeconds  *prometheus.HistogramVec
+	routed        *prometheus.CounterVec
+	mergeLeftOut  *prometheus.CounterVec
+	invalidations *prometheus.CounterVec
 }
 
 const namespace = "caddy_fhir_imaging"

@@ -212,8 +212,8 @@ func TestStudyUnknownAndFailures(t *testing.T) {
 func TestNextLinkStaysOnTheServer(t *testing.T) {
 	r := New(Config{FHIRBase: "http://fhir.local:8080/fhir"})
 	for body, want := range map[string]string{
-		`{"link":[{"relation":"next","url":"http://fhir.local:8080/fhir?_getpages=x"}]}`: "http://fhir.local:8080/fhir?_getpages=x",
-		`{"link":[{"relation":"next","url":"http://169.254.169.254/latest"}]}`:           "",
+		`{"link":[{"relation":"next","url":"http://fhir.local:8080/fhir?_getpages=x"}]}`:  "http://fhir.local:8080/fhir?_getpages=x",
+		`{"link":[{"relation":"next","url":"http://169.254.169.254/latest"}]}`:            "",
 		`{"link":[{"relation":"next","url":"https://fhir.local:8080/fhir?_getpages=x"}]}`: "",
 		`{"link":[{"relation":"self","url":"http://fhir.local:8080/fhir"}]}`:              "",
 	} {

@@ -1,0 +1,215 @@
+package module
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/tidwall/gjson"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI is the admin.api.fhir_imaging module: routes on Caddy's admin
+// endpoint to look into and manage the gateway's caches.
+//
+//	GET    /fhir_imaging/cache                  what is cached (Endpoints, study routes), with expiry
+//	DELETE /fhir_imaging/cache                  drop everything
+//	DELETE /fhir_imaging/cache/studies/<uid>    drop one study route
+//	DELETE /fhir_imaging/cache/endpoints/<id>   drop one Endpoint
+//	GET    /fhir_imaging/explain/<study-uid>[?series=<uid>]
+//	                                            ask the FHIR server now (bypassing and not filling the cache)
+//	                                            where the study and its series route, and why
+//	PUT, POST, DELETE /fhir_imaging/notify/<Type>/<id>
+//	                                            a FHIR rest-hook notification: drop what the change affects
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.fhir_imaging",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/fhir_imaging/cache", Handler: caddy.AdminHandlerFunc(a.cache)},
+		{Pattern: "/fhir_imaging/cache/", Handler: caddy.AdminHandlerFunc(a.cacheEntry)},
+		{Pattern: "/fhir_imaging/explain/", Handler: caddy.AdminHandlerFunc(a.explain)},
+		{Pattern: "/fhir_imaging/notify/", Handler: caddy.AdminHandlerFunc(a.notify)},
+	}
+}
+
+func currentApp() (*App, error) {
+	app, err := caddy.ActiveContext().AppIfConfigured("fhir_imaging")
+	if err != nil || app == nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the fhir_imaging app is not configured")}
+	}
+	return app.(*App), nil
+}
+
+func apiError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (AdminAPI) cache(w http.ResponseWriter, r *http.Request) error {
+	app, err := currentApp()
+	if err != nil {
+		return err
+	}
+	switch r.Method {
+	case http.MethodGet:
+		eps, sts := app.resolver.Snapshot()
+		if eps == nil {
+			eps = []resolve.CachedEndpoint{}
+		}
+		if sts == nil {
+			sts = []resolve.CachedStudy{}
+		}
+		return writeJSON(w, map[string]any{"endpoints": eps, "studies": sts})
+	case http.MethodDelete:
+		app.resolver.PurgeAll()
+		app.metrics.invalidations.WithLabelValues("all", "admin").Inc()
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+}
+
+func (AdminAPI) cacheEntry(w http.ResponseWriter, r *http.Request) error {
+	app, err := currentApp()
+	if err != nil {
+		return err
+	}
+	if r.Method != http.MethodDelete {
+		return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	kind, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/fhir_imaging/cache/"), "/")
+	switch {
+	case kind == "studies" && dicom.ValidUID(key):
+		app.resolver.PurgeStudy(key)
+		app.metrics.invalidations.WithLabelValues("ImagingStudy", "admin").Inc()
+	case kind == "endpoints" && key != "" && !strings.ContainsAny(key, "/?#"):
+		app.resolver.PurgeEndpoint(key)
+		app.metrics.invalidations.WithLabelValues("Endpoint", "admin").Inc()
+	default:
+		return apiError(http.StatusNotFound, "use /fhir_imaging/cache/studies/<uid> or /fhir_imaging/cache/endpoints/<id>")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// explanation is the answer of the explain route.
+type explanation struct {
+	Study   string         `json:"study"`
+	Series  string         `json:"series,omitempty"`
+	FHIR    string         `json:"fhir"`
+	Found   *resolve.Study `json:"found"`
+	WADORS  string         `json:"wado_rs_archive"`
+	WADOURI string         `json:"wado_uri_archive"`
+	Why     string         `json:"why"`
+}
+
+func (AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
+	app, err := currentApp()
+	if err != nil {
+		return err
+	}
+	if r.Method != http.MethodGet {
+		return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	study := strings.TrimPrefix(r.URL.Path, "/fhir_imaging/explain/")
+	series := r.URL.Query().Get("series")
+	if !dicom.ValidUID(study) || (series != "" && !dicom.ValidUID(series)) {
+		return apiError(http.StatusBadRequest, "not a DICOM UID")
+	}
+	loc, err := app.resolver.Explain(r.Context(), study)
+	if err != nil {
+		return apiError(http.StatusBadGateway, "%v", err)
+	}
+	ex := explanation{Study: study, Series: series, FHIR: app.FHIR, Found: loc}
+	if loc.Known {
+		ex.WADORS = loc.ArchiveFor(fhirjson.WADORS, series)
+		ex.WADOURI = loc.ArchiveFor(fhirjson.WADOURI, series)
+		if ex.WADOURI == "" {
+			ex.WADOURI = ex.WADORS
+		}
+	}
+	switch {
+	case !loc.Known && app.DefaultArchive != "":
+		ex.WADORS, ex.WADOURI = app.DefaultArchive, app.DefaultArchive
+		ex.Why = "no ImagingStudy has this UID; default_archive is used"
+	case !loc.Known:
+		ex.Why = "no ImagingStudy has this UID: requests get 404"
+	case ex.WADORS == "" && app.DefaultArchive != "":
+		ex.WADORS, ex.WADOURI = app.DefaultArchive, app.DefaultArchive
+		ex.Why = "no active Endpoint of the study maps to a configured archive; default_archive is used"
+	case ex.WADORS == "":
+		ex.Why = "no active Endpoint of the study maps to a configured archive: requests get 404"
+	case series != "":
+		if _, listed := loc.Series[series]; listed {
+			ex.Why = "the series' effective Endpoints (its own, else the study's) map to these archives"
+		} else {
+			ex.Why = "no ImagingStudy lists this series; the study-level Endpoints apply"
+		}
+	default:
+		ex.Why = "study-level requests go to the study's Endpoint archive; a study split over several archives is merged (see found.series)"
+	}
+	return writeJSON(w, ex)
+}
+
+// notify takes a FHIR rest-hook notification (HAPI sends PUT
+// <endpoint>/<Type>/<id> with the resource, or POST <endpoint> with no
+// payload) and drops what the change affects.
+func (AdminAPI) notify(w http.ResponseWriter, r *http.Request) error {
+	app, err := currentApp()
+	if err != nil {
+		return err
+	}
+	switch r.Method {
+	case http.MethodPut, http.MethodPost, http.MethodDelete:
+	default:
+		return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	if err != nil {
+		return apiError(http.StatusBadRequest, "reading body: %v", err)
+	}
+	rt, id := splitResourceURL(strings.TrimPrefix(r.URL.Path, "/fhir_imaging/notify"))
+	if t := gjson.GetBytes(body, "resourceType").String(); t != "" {
+		rt = t
+	}
+	switch rt {
+	case "ImagingStudy", "Endpoint", "Bundle":
+		app.invalidate(rt, id, body, "subscription")
+	case "":
+		// A notification without payload: the resource is not named, so
+		// drop every study route; Endpoints expire by TTL.
+		app.resolver.PurgeStudies()
+		app.metrics.invalidations.WithLabelValues("unknown", "subscription").Inc()
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// Interface guards.
+var _ caddy.AdminRouter = (*AdminAPI)(nil)

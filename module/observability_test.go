@@ -1,0 +1,338 @@
+package module_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// spans is the in-memory exporter that Caddy's own tracing module is given
+// through autoexport (OTEL_TRACES_EXPORTER=fhirimaging-test).
+var (
+	spans     = tracetest.NewInMemoryExporter()
+	spansOnce sync.Once
+)
+
+// keepSpans hands spans to the in-memory exporter but ignores Shutdown,
+// which would clear them when Caddy stops.
+type keepSpans struct{ *tracetest.InMemoryExporter }
+
+func (keepSpans) Shutdown(context.Context) error { return nil }
+
+func useTestExporter(t *testing.T) {
+	spansOnce.Do(func() {
+		autoexport.RegisterSpanExporter("fhirimaging-test", func(context.Context) (sdktrace.SpanExporter, error) {
+			return keepSpans{spans}, nil
+		})
+	})
+	t.Setenv("OTEL_TRACES_EXPORTER", "fhirimaging-test")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+	spans.Reset()
+}
+
+func TestTracingSpans(t *testing.T) {
+	useTestExporter(t)
+	f := newRoutingFHIR(t)
+	a := newFakeArchive(t, "/dicom-web")
+	var fhirTraceparent, archiveTraceparent string
+	var mu sync.Mutex
+	inner := f.Server.Config.Handler
+	f.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		fhirTraceparent = r.Header.Get("Traceparent")
+		mu.Unlock()
+		inner.ServeHTTP(w, r)
+	})
+	a.serve = func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		archiveTraceparent = r.Header.Get("Traceparent")
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}
+	f.included = []string{endpointJSON("a", "active", "dicom-wado-rs", a.base())}
+	f.studies["urn:oid:1.2.1"] = `{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.1"}],"endpoint":[{"reference":"Endpoint/a"}],"series":[{"uid":"1.2.1.1"}]}`
+	gw := startGateway(t, fmt.Sprintf("\tfhir_imaging {\n\t\tfhir %s/fhir\n\t\tarchive a %s\n\t}", f.URL, a.base()),
+		"\ttracing {\n\t\tspan gateway\n\t}\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}")
+	resp, _ := get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1") // a cache hit
+	if err := caddyStop(); err != nil {                // flushes the batch span processor
+		t.Fatal(err)
+	}
+	got := spans.GetSpans()
+	byName := map[string][]tracetest.SpanStub{}
+	for _, s := range got {
+		byName[s.Name] = append(byName[s.Name], s)
+	}
+	for _, name := range []string{"gateway", "fhir_imaging.route", "fhir_imaging.study_lookup", "fhir_imaging.archive"} {
+		if len(byName[name]) != 2 {
+			t.Errorf("%d %q spans, want 2 (one per request); all: %v", len(byName[name]), name, names(got))
+		}
+	}
+	if len(byName["gateway"]) == 0 || len(byName["fhir_imaging.archive"]) == 0 {
+		t.FailNow()
+	}
+	root := byName["gateway"][0]
+	for _, name := range []string{"fhir_imaging.route", "fhir_imaging.archive"} {
+		s := byName[name][0]
+		if s.SpanContext.TraceID() != root.SpanContext.TraceID() {
+			t.Errorf("%s is not in Caddy's trace", name)
+		}
+	}
+	lookup := byName["fhir_imaging.study_lookup"]
+	caches := map[string]bool{}
+	for _, s := range lookup {
+		for _, kv := range s.Attributes {
+			if kv.Key == "fhir_imaging.cache" {
+				caches[kv.Value.AsString()] = true
+			}
+		}
+	}
+	if !caches["hit"] || !caches["miss"] {
+		t.Errorf("study look-up spans do not show one miss and one hit: %v", caches)
+	}
+	archiveSpan := byName["fhir_imaging.archive"][0]
+	attrs := map[string]string{}
+	for _, kv := range archiveSpan.Attributes {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	if attrs["fhir_imaging.archive"] != "a" || attrs["http.response.status_code"] != "200" {
+		t.Errorf("archive span attributes %v", attrs)
+	}
+	for _, s := range got {
+		if !strings.HasPrefix(s.Name, "fhir_imaging.") {
+			continue // Caddy's own server span records the URL path
+		}
+		for _, kv := range s.Attributes {
+			if strings.Contains(kv.Value.Emit(), "1.2.1") {
+				t.Errorf("span %s carries a UID in %s=%s without trace_uids", s.Name, kv.Key, kv.Value.Emit())
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	last := byName["fhir_imaging.archive"][len(byName["fhir_imaging.archive"])-1]
+	found := false
+	for _, a := range byName["fhir_imaging.archive"] {
+		found = found || strings.Contains(archiveTraceparent, a.SpanContext.SpanID().String())
+	}
+	if !found {
+		t.Errorf("the archive got traceparent %q, not from an archive span (last %s)", archiveTraceparent, last.SpanContext.SpanID())
+	}
+	if !strings.Contains(fhirTraceparent, root.SpanContext.TraceID().String()) {
+		t.Errorf("the FHIR server got traceparent %q, not in trace %s", fhirTraceparent, root.SpanContext.TraceID())
+	}
+}
+
+func names(ss tracetest.SpanStubs) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// scrape returns the value of one metric line, e.g.
+// caddy_fhir_imaging_routed_requests_total{archive="a",code="200",handler="dicomweb"}.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	_, body := get(t, url)
+	return string(body)
+}
+
+func TestMetricsSurviveReload(t *testing.T) {
+	for round := 0; round < 2; round++ { // the second round is a config reload
+		s := newRoutingSetup(t, "")
+		get(t, s.gw+"/wado-rs/studies/1.2.1/metadata")
+		get(t, s.gw+"/wado-rs/studies/1.2.1/metadata")
+		get(t, s.gw+"/wado-rs/studies/9.9.9")
+		// The metrics handler shares the registry of this config load.
+		// It is added by a second, identical load with a /metrics route.
+		_ = caddyStop()
+		m := metricsGateway(t, s)
+		get(t, m+"/wado-rs/studies/1.2.1/metadata")
+		get(t, m+"/wado-rs/studies/1.2.1/metadata")
+		text := scrape(t, m+"/metrics")
+		for _, want := range []string{
+			`caddy_fhir_imaging_routed_requests_total{archive="a",code="200",handler="dicomweb"} 2`,
+			`caddy_fhir_imaging_cache_lookups_total{cache="study",result="hit"} 1`,
+			`caddy_fhir_imaging_cache_lookups_total{cache="study",result="miss"} 1`,
+			`caddy_fhir_imaging_fhir_lookups_total{kind="study",result="found"} 1`,
+			`caddy_fhir_imaging_cache_entries{cache="study"} 1`,
+			`caddy_fhir_imaging_cache_hit_ratio{cache="study"} 0.5`,
+			`caddy_fhir_imaging_fhir_lookup_duration_seconds_count{kind="study"} 1`,
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("round %d: metrics lack %s", round, want)
+			}
+		}
+		_ = caddyStop()
+	}
+}
+
+func metricsGateway(t *testing.T, s *routingSetup) string {
+	globals := fmt.Sprintf(`	fhir_imaging {
+		fhir %s/fhir
+		archive a %s {
+			wado_uri %s/wado
+		}
+		archive b %s
+		archive c %s
+	}`, s.fhir.URL, s.a.base(), s.a.URL, s.b.base(), s.c.base())
+	return startGateway(t, globals, "\thandle /metrics {\n\t\tmetrics\n\t}\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}")
+}
+
+func TestAdminAPI(t *testing.T) {
+	s := newRoutingSetup(t, "")
+	_ = caddyStop()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	globals := fmt.Sprintf(`	admin %s
+	fhir_imaging {
+		fhir %s/fhir
+		archive a %s
+		archive b %s
+		archive c %s
+	}`, admin, s.fhir.URL, s.a.base(), s.b.base(), s.c.base())
+	port := freePort(t)
+	cf := fmt.Sprintf("{\n%s\n\tpersist_config off\n\tauto_https off\n}\nhttp://127.0.0.1:%d {\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}\n}\n", globals, port)
+	loadCaddyfile(t, cf)
+	gw := fmt.Sprintf("http://127.0.0.1:%d", port)
+	adminURL := "http://" + admin
+	waitFor(t, adminURL+"/config/")
+
+	get(t, gw+"/wado-rs/studies/1.2.2/series/1.2.2.1")
+	searches := s.fhir.searches.Load()
+
+	_, body := get(t, adminURL+"/fhir_imaging/cache")
+	var cache struct {
+		Endpoints []map[string]any `json:"endpoints"`
+		Studies   []struct {
+			UID      string `json:"uid"`
+			Location struct {
+				Series map[string]map[string]string `json:"series"`
+			} `json:"location"`
+		} `json:"studies"`
+	}
+	if err := json.Unmarshal(body, &cache); err != nil {
+		t.Fatalf("cache listing: %v: %s", err, body)
+	}
+	if len(cache.Studies) != 1 || cache.Studies[0].UID != "1.2.2" || cache.Studies[0].Location.Series["1.2.2.2"]["wado_rs"] != "c" {
+		t.Errorf("cache listing %s", body)
+	}
+
+	_, body = get(t, adminURL+"/fhir_imaging/explain/1.2.2?series=1.2.2.1")
+	var ex map[string]any
+	json.Unmarshal(body, &ex)
+	if ex["wado_rs_archive"] != "b" || ex["why"] == "" {
+		t.Errorf("explain: %s", body)
+	}
+	if s.fhir.searches.Load() != searches+1 {
+		t.Errorf("explain did not ask the FHIR server afresh")
+	}
+	_, body = get(t, adminURL+"/fhir_imaging/explain/9.9")
+	if json.Unmarshal(body, &ex); ex["wado_rs_archive"] != "" {
+		t.Errorf("explain of an unknown study: %s", body)
+	}
+	// explain does not fill the cache.
+	_, body = get(t, adminURL+"/fhir_imaging/cache")
+	if strings.Contains(string(body), `"9.9"`) {
+		t.Errorf("explain cached its answer: %s", body)
+	}
+
+	searches = s.fhir.searches.Load()
+	resp, _ := do(t, "DELETE", adminURL+"/fhir_imaging/cache/studies/1.2.2", nil)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("purge one: %d", resp.StatusCode)
+	}
+	get(t, gw+"/wado-rs/studies/1.2.2/series/1.2.2.1")
+	if s.fhir.searches.Load() != searches+1 {
+		t.Errorf("a purged study was not looked up again")
+	}
+	resp, _ = do(t, "DELETE", adminURL+"/fhir_imaging/cache", nil)
+	_, body = get(t, adminURL+"/fhir_imaging/cache")
+	if resp.StatusCode != http.StatusNoContent || !strings.Contains(string(body), `"studies": []`) {
+		t.Errorf("purge all: %d %s", resp.StatusCode, body)
+	}
+
+	// A rest-hook notification for a changed ImagingStudy drops its route.
+	get(t, gw+"/wado-rs/studies/1.2.2/series/1.2.2.1")
+	before := s.fhir.searches.Load()
+	resp, _ = do(t, "PUT", adminURL+"/fhir_imaging/notify/ImagingStudy/s2", strings.NewReader(s.fhir.studies["1.2.2"]), "Content-Type", "application/fhir+json")
+	if resp.StatusCode != 200 {
+		t.Errorf("notify: %d", resp.StatusCode)
+	}
+	get(t, gw+"/wado-rs/studies/1.2.2/series/1.2.2.1")
+	if s.fhir.searches.Load() != before+1 {
+		t.Errorf("a notified study change did not drop the cached route")
+	}
+	_ = caddyStop()
+}
+
+func TestSubscriptionsRegisteredAndRemoved(t *testing.T) {
+	var mu sync.Mutex
+	var created []string
+	var deleted []string
+	fhir := newFakeFHIR(t)
+	fhir.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/fhir/Subscription":
+			var sub map[string]any
+			json.NewDecoder(r.Body).Decode(&sub)
+			ch, _ := sub["channel"].(map[string]any)
+			created = append(created, fmt.Sprint(sub["criteria"], " ", ch["type"], " ", ch["endpoint"]))
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.WriteHeader(201)
+			fmt.Fprintf(w, `{"resourceType":"Subscription","id":"sub%d"}`, len(created))
+		case r.Method == "DELETE":
+			deleted = append(deleted, r.URL.Path)
+		}
+	})
+	startGateway(t, fmt.Sprintf("\tfhir_imaging {\n\t\tfhir %s/fhir\n\t\tsubscribe http://127.0.0.1:2019/fhir_imaging/notify\n\t}", fhir.URL), "\trespond ok")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(created)
+		mu.Unlock()
+		if n == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = caddyStop()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"ImagingStudy? rest-hook http://127.0.0.1:2019/fhir_imaging/notify", "Endpoint? rest-hook http://127.0.0.1:2019/fhir_imaging/notify"}
+	if fmt.Sprint(created) != fmt.Sprint(want) {
+		t.Errorf("created %q, want %q", created, want)
+	}
+	if fmt.Sprint(deleted) != "[/fhir/Subscription/sub1 /fhir/Subscription/sub2]" {
+		t.Errorf("deleted %q on stop", deleted)
+	}
+}
+
+func waitFor(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not come up", url)
+}
