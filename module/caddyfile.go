@@ -190,6 +190,8 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 //		mode           proxy|direct
 //		extension_base <uri>
 //		max_body_size  <bytes>
+//		public_base    <url>
+//		rebase         on|off
 //	}
 func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -220,6 +222,20 @@ func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body_size: %v", err)
 			}
 			h.MaxBodySize = n
+		case "public_base":
+			if err := checkHTTPURL(v); err != nil {
+				return d.Errf("public_base: %v", err)
+			}
+			h.PublicBase = v
+		case "rebase":
+			switch v {
+			case "on":
+				h.DisableRebase = false
+			case "off":
+				h.DisableRebase = true
+			default:
+				return d.Errf("rebase must be on or off, not %q", v)
+			}
 		default:
 			return d.Errf("unrecognized fhir_rewrite subdirective '%s'", opt)
 		}

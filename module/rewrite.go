@@ -38,6 +38,13 @@ const (
 // from ImagingStudy.endpoint and ImagingStudy.series.endpoint. Everything
 // else in the body is left byte for byte as it was, and responses it should
 // not rewrite pass through untouched.
+//
+// It also keeps the gateway transparent: the FHIR server's own base URL is
+// swapped for the public one in answers (JSON string values, Location,
+// Content-Location and Link headers) and back in requests, and the
+// extensions it injects are removed from what clients write back (PUT,
+// POST, PATCH, transaction and batch Bundles), so that a read-modify-write
+// through the gateway stores what a direct one would.
 type FHIRRewrite struct {
 	// DICOMwebBase is where this gateway serves DICOMweb. A path is taken
 	// relative to the request's scheme and host; an absolute URL is used as
@@ -63,8 +70,22 @@ type FHIRRewrite struct {
 	// and are never held in memory whole. Default: 33554432 (32 MiB).
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
+	// PublicBase is the FHIR base URL that clients use, such as
+	// https://gw.example.org/fhir. Default: the base each request came in
+	// on: its scheme, host and port, and the path prefix of this route
+	// (X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix are
+	// honoured only from the server's trusted_proxies).
+	PublicBase string `json:"public_base,omitempty"`
+
+	// DisableRebase turns off swapping the upstream FHIR base (the
+	// fhir_imaging app's fhir setting) for the public base in answers and
+	// back in requests. Default: false, so the bases are swapped whenever
+	// they differ.
+	DisableRebase bool `json:"disable_rebase,omitempty"`
+
 	app        *App
 	ext        fhirjson.Extensions
+	dropExt    []string // the injected extensions' URLs, removed on write-back
 	localBases []string
 	upPath     string // path of the upstream FHIR base
 	logger     *zap.Logger
@@ -98,7 +119,9 @@ func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
 	}
 	h.DICOMwebBase = strings.TrimRight(h.DICOMwebBase, "/")
 	h.WADOURIBase = strings.TrimRight(h.WADOURIBase, "/")
+	h.PublicBase = strings.TrimRight(h.PublicBase, "/")
 	h.ext = fhirjson.ExtensionsFor(h.ExtensionBase)
+	h.dropExt = []string{h.ext.WADORS, h.ext.WADOURI}
 	appIface, err := ctx.App("fhir_imaging")
 	if err != nil {
 		return fmt.Errorf("loading fhir_imaging app: %v", err)
@@ -131,14 +154,25 @@ func (h *FHIRRewrite) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative")
 	}
+	if h.PublicBase != "" {
+		if err := checkHTTPURL(h.PublicBase); err != nil {
+			return fmt.Errorf("public_base: %v", err)
+		}
+	}
 	return nil
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// ServeHTTP captures the upstream answer when it may carry ImagingStudy
-// resources and rewrites it; every other answer streams through.
+// ServeHTTP cleans a write-back request, then captures the upstream answer
+// when it may need rewriting (base swap, URL injection) and rewrites it;
+// every other answer streams through with its URL headers rebased.
 func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	b := h.requestBases(r)
+	h.writeBack(r, b)
+	if b.toPublic != nil {
+		w = &headerRebaser{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, tr: b.toPublic}
+	}
 	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
 		return next.ServeHTTP(w, r)
 	}
@@ -166,7 +200,7 @@ func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	if !rec.captured() {
 		return nil
 	}
-	out, ok := h.rewrite(r, w.Header(), buf.Bytes())
+	out, ok := h.rewrite(r, w.Header(), rec.Status(), buf.Bytes(), b)
 	if !ok {
 		return rec.WriteResponse()
 	}
@@ -184,7 +218,9 @@ func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 // shouldBuffer decides from the status and headers whether an answer may be
 // rewritten, before any of its body is read.
 func (h *FHIRRewrite) shouldBuffer(status int, hdr http.Header) bool {
-	if status < 200 || status > 299 || status == http.StatusNoContent || status == http.StatusPartialContent {
+	// Error answers (OperationOutcome) are buffered too: their base is
+	// swapped, though nothing is injected into them.
+	if status < 200 || status == http.StatusNoContent || status == http.StatusPartialContent || status == http.StatusNotModified {
 		return false
 	}
 	if !isFHIRJSON(hdr.Get("Content-Type")) {
@@ -206,7 +242,7 @@ func (h *FHIRRewrite) shouldBuffer(status int, hdr http.Header) bool {
 // rewrite returns the rewritten body and true, or false when the body is
 // to be sent as it came. On success the headers are adjusted for a
 // decompressed body.
-func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, body []byte) ([]byte, bool) {
+func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body []byte, b bases) ([]byte, bool) {
 	gz := false
 	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
 	case "gzip", "x-gzip":
@@ -222,7 +258,35 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, body []byte) ([]
 		}
 		body, gz = plain, true
 	}
-	if !bytes.Contains(body, []byte(`"ImagingStudy"`)) {
+	rebased := false
+	if b.toPublic != nil {
+		out, changed, err := b.toPublic.Apply(body)
+		if err != nil {
+			h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
+			return nil, false
+		}
+		body, rebased = out, changed
+	}
+	out, injected := h.inject(r, status, body, b)
+	if !injected && !rebased {
+		return nil, false
+	}
+	if injected {
+		body = out
+	}
+	if gz {
+		hdr.Del("Content-Encoding")
+		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
+			hdr.Add("Vary", "Accept-Encoding")
+		}
+	}
+	return body, true
+}
+
+// inject adds the WADO-RS and WADO-URI extensions to the ImagingStudies of
+// a successful answer, and reports whether it did.
+func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases) ([]byte, bool) {
+	if status < 200 || status > 299 || !bytes.Contains(body, []byte(`"ImagingStudy"`)) {
 		return nil, false
 	}
 	scheme := "http"
@@ -234,6 +298,7 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, body []byte) ([]
 	if h.upPath != "" {
 		local = append(local[:len(local):len(local)], fhirjson.NormalizeBase(origin+h.upPath))
 	}
+	local = append(local, fhirjson.NormalizeBase(b.public))
 	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local})
 	if err != nil {
 		h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
@@ -249,7 +314,17 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, body []byte) ([]
 			h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
 		}
 	}
-	rsBase, uriBase := absolute(origin, h.DICOMwebBase), absolute(origin, h.WADOURIBase)
+	// Paths are taken relative to the public origin: the request's scheme
+	// and host unless public_base or a trusted proxy says otherwise.
+	pubOrigin := origin
+	if i := strings.Index(b.public, "://"); i >= 0 {
+		if j := strings.IndexByte(b.public[i+3:], '/'); j >= 0 {
+			pubOrigin = b.public[:i+3+j]
+		} else {
+			pubOrigin = b.public
+		}
+	}
+	rsBase, uriBase := absolute(pubOrigin, h.DICOMwebBase), absolute(pubOrigin, h.WADOURIBase)
 	plan := func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
 		var b fhirjson.Bases
 		if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
@@ -270,16 +345,7 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, body []byte) ([]
 	}
 	out, changed, stats := doc.Inject(plan, h.ext)
 	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series), zap.Int("instance_urls", stats.Instances))
-	if !changed {
-		return nil, false
-	}
-	if gz {
-		hdr.Del("Content-Encoding")
-		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
-			hdr.Add("Vary", "Accept-Encoding")
-		}
-	}
-	return out, true
+	return out, changed
 }
 
 func absolute(origin, base string) string {
