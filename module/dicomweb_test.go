@@ -58,6 +58,7 @@ func (a *fakeArchive) requests() []*http.Request {
 // of ImagingStudies and Endpoints, counting the searches.
 type routingFHIR struct {
 	*httptest.Server
+	mu       sync.Mutex
 	studies  map[string]string // study UID → ImagingStudy JSON
 	included []string          // Endpoint JSON included in every answer
 	searches atomic.Int32
@@ -88,7 +89,10 @@ func newRoutingFHIR(t testing.TB) *routingFHIR {
 			if sys != "urn:dicom:uid" {
 				continue
 			}
-			if s, ok := f.studies[val]; ok {
+			f.mu.Lock()
+			s, ok := f.studies[val]
+			f.mu.Unlock()
+			if ok {
 				entries = append(entries, `{"resource":`+s+`,"search":{"mode":"match"}}`)
 			}
 		}

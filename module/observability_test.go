@@ -336,3 +336,104 @@ func waitFor(t *testing.T, url string) {
 	}
 	t.Fatalf("%s did not come up", url)
 }
+
+func TestUpdateThroughGatewayChangesRoutingAtOnce(t *testing.T) {
+	s := newRoutingSetup(t, "")
+	_ = caddyStop()
+	// The FHIR server also takes PUTs of ImagingStudy s1, which replace
+	// what its searches answer.
+	inner := s.fhir.Server.Config.Handler
+	s.fhir.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Path == "/fhir/ImagingStudy/s1" {
+			b, _ := io.ReadAll(r.Body)
+			s.fhir.mu.Lock()
+			s.fhir.studies["urn:oid:1.2.1"] = string(b)
+			s.fhir.mu.Unlock()
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.Write(b)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	})
+	globals := fmt.Sprintf(`	fhir_imaging {
+		fhir %s/fhir
+		archive a %s
+		archive b %s
+		cache_ttl 1h
+	}`, s.fhir.URL, s.a.base(), s.b.base())
+	site := fmt.Sprintf("\thandle /fhir/* {\n\t\tfhir_rewrite\n\t\treverse_proxy %s\n\t}\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}", hostPort(s.fhir.URL))
+	gw := startGateway(t, globals, site)
+
+	get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1")
+	if n := len(s.a.requests()); n != 1 {
+		t.Fatalf("first request reached archive a %d times", n)
+	}
+	// Move the study to archive b through the gateway.
+	moved := `{"resourceType":"ImagingStudy","id":"s1","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.1"}],"endpoint":[{"reference":"Endpoint/b"}],"series":[{"uid":"1.2.1.1"}]}`
+	resp, body := do(t, "PUT", gw+"/fhir/ImagingStudy/s1", strings.NewReader(moved), "Content-Type", "application/fhir+json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT through the gateway: %d %s", resp.StatusCode, body)
+	}
+	get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1")
+	if n := len(s.b.requests()); n != 1 {
+		t.Errorf("after the update, the next request reached archive b %d times (a: %d): the cached route was not dropped", n, len(s.a.requests()))
+	}
+}
+
+func TestRewriteMetricsAndSpans(t *testing.T) {
+	useTestExporter(t)
+	f, gw := rewriteGateway(t, "", "\ttracing\n\thandle /metrics {\n\t\tmetrics\n\t}")
+	f.set("/fhir/Patient/p", fakeBody{ctype: "application/fhir+json", body: `{"resourceType":"Patient","id":"p"}`})
+	f.set("/fhir/Binary/b", fakeBody{ctype: "application/octet-stream", body: "xx"})
+	get(t, gw+"/fhir/ImagingStudy/s1")
+	get(t, gw+"/fhir/Patient/p")
+	get(t, gw+"/fhir/Binary/b")
+	do(t, "HEAD", gw+"/fhir/ImagingStudy/s1", nil)
+	text := scrape(t, gw+"/metrics")
+	for _, want := range []string{
+		`caddy_fhir_imaging_rewrites_total{outcome="rewritten"} 1`,
+		`caddy_fhir_imaging_rewrites_total{outcome="unchanged"} 1`,
+		`caddy_fhir_imaging_rewrites_total{outcome="passthrough_not_json"} 1`,
+		`caddy_fhir_imaging_rewrites_total{outcome="passthrough_method"} 1`,
+		`caddy_fhir_imaging_injected_urls_total{kind="series"} 2`,
+		`caddy_fhir_imaging_injected_urls_total{kind="instance"} 4`,
+		`caddy_fhir_imaging_fhir_lookups_total{kind="endpoint",result="found"} 1`,
+		`caddy_fhir_imaging_cache_entries{cache="endpoint"} 3`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if err := caddyStop(); err != nil {
+		t.Fatal(err)
+	}
+	var rewrite, lookup *tracetest.SpanStub
+	for _, s := range spans.GetSpans() {
+		s := s
+		switch s.Name {
+		case "fhir_imaging.rewrite":
+			for _, kv := range s.Attributes {
+				if kv.Key == "fhir_imaging.outcome" && kv.Value.AsString() == "rewritten" {
+					rewrite = &s
+				}
+			}
+		case "fhir_imaging.endpoint_lookup":
+			lookup = &s
+		}
+	}
+	if rewrite == nil || lookup == nil {
+		t.Fatalf("no rewrite span with outcome rewritten, or no Endpoint look-up span: %v", names(spans.GetSpans()))
+	}
+	attrs := map[string]int64{}
+	for _, kv := range rewrite.Attributes {
+		if kv.Value.Type().String() == "INT64" {
+			attrs[string(kv.Key)] = kv.Value.AsInt64()
+		}
+	}
+	if attrs["fhir_imaging.studies"] != 1 || attrs["fhir_imaging.series_urls"] != 2 || attrs["fhir_imaging.instance_urls"] != 4 {
+		t.Errorf("rewrite span attributes %v", attrs)
+	}
+	if lookup.Parent.SpanID() != rewrite.SpanContext.SpanID() {
+		t.Errorf("the Endpoint look-up is not a child of the rewrite span")
+	}
+}

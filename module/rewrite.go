@@ -13,9 +13,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
 func init() {
@@ -170,10 +173,12 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	b := h.requestBases(r)
 	h.writeBack(r, b)
+	watch := watchWrite(r)
 	if b.toPublic != nil {
 		w = &headerRebaser{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, tr: b.toPublic}
 	}
 	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
+		h.app.metrics.rewrites.WithLabelValues("passthrough_method").Inc()
 		return next.ServeHTTP(w, r)
 	}
 	// Ask upstream only for encodings this handler can undo, so that a
@@ -197,10 +202,18 @@ func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	if err := next.ServeHTTP(rec, r); err != nil {
 		return err
 	}
+	// A change accepted by the FHIR server must route the very next request.
+	watch.done(h.app, rec.Status())
 	if !rec.captured() {
+		h.app.metrics.rewrites.WithLabelValues(h.passReason(rec)).Inc()
 		return nil
 	}
-	out, ok := h.rewrite(r, w.Header(), rec.Status(), buf.Bytes(), b)
+	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.rewrite")
+	outcome := "unchanged"
+	out, ok := h.rewrite(r.WithContext(ctx), w.Header(), rec.Status(), buf.Bytes(), b, &outcome)
+	span.SetAttributes(attribute.String("fhir_imaging.outcome", outcome))
+	span.End()
+	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
 	if !ok {
 		return rec.WriteResponse()
 	}
@@ -213,6 +226,23 @@ func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	w.WriteHeader(rec.Status())
 	_, err := w.Write(out)
 	return err
+}
+
+// passReason names why an answer streamed through without being looked at.
+func (h *FHIRRewrite) passReason(rec *boundedRecorder) string {
+	if rec.overflow {
+		return "passthrough_too_large"
+	}
+	hdr := rec.Header()
+	switch {
+	case rec.Status() == http.StatusNoContent || rec.Status() == http.StatusNotModified || rec.Status() == http.StatusPartialContent:
+		return "passthrough_status"
+	case !isFHIRJSON(hdr.Get("Content-Type")):
+		return "passthrough_not_json"
+	case hdr.Get("Content-Length") != "" && !h.shouldBuffer(rec.Status(), hdr):
+		return "passthrough_too_large"
+	}
+	return "passthrough_encoding"
 }
 
 // shouldBuffer decides from the status and headers whether an answer may be
@@ -242,18 +272,23 @@ func (h *FHIRRewrite) shouldBuffer(status int, hdr http.Header) bool {
 // rewrite returns the rewritten body and true, or false when the body is
 // to be sent as it came. On success the headers are adjusted for a
 // decompressed body.
-func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body []byte, b bases) ([]byte, bool) {
+//
+// outcome is set to what happened, for metrics: rewritten (URLs injected),
+// rebased (only base URLs swapped), unchanged, or passthrough_<reason>.
+func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
 	gz := false
 	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
 			h.logger.Debug("not rewritten: gzip body unreadable", zap.Error(err))
+			*outcome = "passthrough_encoding"
 			return nil, false
 		}
 		plain, err := io.ReadAll(io.LimitReader(zr, h.MaxBodySize+1))
 		if err != nil || int64(len(plain)) > h.MaxBodySize {
 			h.logger.Debug("not rewritten: gzip body unreadable or over the size limit", zap.Error(err))
+			*outcome = "passthrough_too_large"
 			return nil, false
 		}
 		body, gz = plain, true
@@ -263,16 +298,20 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body
 		out, changed, err := b.toPublic.Apply(body)
 		if err != nil {
 			h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
+			*outcome = "passthrough_malformed"
 			return nil, false
 		}
 		body, rebased = out, changed
 	}
-	out, injected := h.inject(r, status, body, b)
+	out, injected := h.inject(r, status, body, b, outcome)
 	if !injected && !rebased {
 		return nil, false
 	}
 	if injected {
 		body = out
+		*outcome = "rewritten"
+	} else {
+		*outcome = "rebased"
 	}
 	if gz {
 		hdr.Del("Content-Encoding")
@@ -285,7 +324,7 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body
 
 // inject adds the WADO-RS and WADO-URI extensions to the ImagingStudies of
 // a successful answer, and reports whether it did.
-func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases) ([]byte, bool) {
+func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
 	if status < 200 || status > 299 || !bytes.Contains(body, []byte(`"ImagingStudy"`)) {
 		return nil, false
 	}
@@ -302,6 +341,7 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases) 
 	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local})
 	if err != nil {
 		h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
+		*outcome = "passthrough_malformed"
 		return nil, false
 	}
 	if len(doc.Studies) == 0 {
@@ -344,6 +384,10 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases) 
 		return b
 	}
 	out, changed, stats := doc.Inject(plan, h.ext)
+	h.app.metrics.injected.WithLabelValues("series").Add(float64(stats.Series))
+	h.app.metrics.injected.WithLabelValues("instance").Add(float64(stats.Instances))
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("fhir_imaging.studies", len(doc.Studies)),
+		attribute.Int("fhir_imaging.series_urls", stats.Series), attribute.Int("fhir_imaging.instance_urls", stats.Instances))
 	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series), zap.Int("instance_urls", stats.Instances))
 	return out, changed
 }
