@@ -1,0 +1,202 @@
+package jsontext
+
+import (
+	"errors"
+	"strings"
+)
+
+// The errors ParseBase returns.
+var (
+	// ErrNotAbsolute is returned for a base without a scheme followed by
+	// "://" (and, unless BaseOptions.Lax is set, with a scheme that is not
+	// an RFC 3986 scheme).
+	ErrNotAbsolute = errors.New("jsontext: the base URL is not absolute")
+	// ErrNoHost is returned for a base with an empty host.
+	ErrNoHost = errors.New("jsontext: the base URL has no host")
+	// ErrQueryOrFragment is returned for a base with a query or a fragment.
+	ErrQueryOrFragment = errors.New("jsontext: the base URL has a query or fragment")
+)
+
+// BaseOptions selects how a Base matches URLs.
+type BaseOptions struct {
+	// Fragment lets '#' end the matched base, as well as the end of the
+	// URL, '/' and '?'.
+	Fragment bool
+	// Lax selects the looser rules that the FHIR rewriter has always used:
+	// the scheme is not checked by ParseBase; schemes and hosts are compared
+	// with Unicode case folding rather than ASCII case folding only; and a
+	// default port is dropped whenever the host ends with it, even when what
+	// precedes is not a plain host name.
+	Lax bool
+}
+
+// Base is an absolute base URL, such as "http://127.0.0.1:8042/dicom-web",
+// prepared for recognising the URLs that start with it. Build it with
+// ParseBase.
+type Base struct {
+	scheme string // lower case
+	host   string // lower case, default port dropped
+	path   string // without trailing slash
+	opts   BaseOptions
+}
+
+// ParseBase checks and prepares the base URL from, which must have a scheme,
+// "://" and a host, and no query or fragment; a trailing slash is ignored.
+// It returns ErrNotAbsolute, ErrNoHost or ErrQueryOrFragment when from is
+// not such a URL.
+func ParseBase(from string, opts BaseOptions) (Base, error) {
+	i := strings.Index(from, "://")
+	if i <= 0 || !opts.Lax && !ValidScheme(from[:i]) {
+		return Base{}, ErrNotAbsolute
+	}
+	rest := from[i+3:]
+	j := strings.IndexAny(rest, "/?#")
+	if j < 0 {
+		j = len(rest)
+	}
+	scheme := strings.ToLower(from[:i])
+	host := strings.ToLower(rest[:j])
+	if opts.Lax {
+		host = laxHost(scheme, host)
+	} else {
+		host = normalizeHost(scheme, host)
+	}
+	if host == "" {
+		return Base{}, ErrNoHost
+	}
+	path := rest[j:]
+	if strings.ContainsAny(path, "?#") {
+		return Base{}, ErrQueryOrFragment
+	}
+	return Base{scheme: scheme, host: host, path: strings.TrimRight(path, "/"), opts: opts}, nil
+}
+
+// ValidScheme reports whether s is an RFC 3986 scheme: a letter followed by
+// letters, digits, '+', '-' or '.'.
+func ValidScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Match reports whether the URL v starts with the base, and returns the
+// length of the matched prefix of v. The scheme and the host are compared
+// without regard to case, a default port (80 for http, 443 for https) being
+// the same as none; the path is compared exactly; and the prefix must be
+// followed by the end of v, '/' or '?' (or '#' with BaseOptions.Fragment).
+// So the base "http://h/dicom-web" matches "http://H:80/dicom-web/studies/1"
+// but not "http://h/dicom-web2/studies/1" nor "http://user@h/dicom-web".
+func (b *Base) Match(v []byte) (int, bool) {
+	n := len(b.scheme)
+	if len(v) < n+3 || string(v[n:n+3]) != "://" {
+		return 0, false
+	}
+	a := n + 3
+	e := a
+	for e < len(v) && v[e] != '/' && v[e] != '?' && v[e] != '#' {
+		e++
+	}
+	if b.opts.Lax {
+		if !strings.EqualFold(string(v[:n]), b.scheme) ||
+			!strings.EqualFold(laxHost(b.scheme, strings.ToLower(string(v[a:e]))), b.host) {
+			return 0, false
+		}
+	} else if !asciiEqualFold(v[:n], b.scheme) || !asciiEqualFold(normalizeHost(b.scheme, v[a:e]), b.host) {
+		return 0, false
+	}
+	k := e + len(b.path)
+	if len(v) < k || string(v[e:k]) != b.path {
+		return 0, false
+	}
+	if k < len(v) && v[k] != '/' && v[k] != '?' && (v[k] != '#' || !b.opts.Fragment) {
+		return 0, false
+	}
+	return k, true
+}
+
+// MatchContent is Match for a URL found in a JSON string: raw is the string
+// content as written, between the quotes, escaped reports whether it has
+// escapes, and v is its unescaped value (raw itself when not escaped). It
+// returns the length in raw of the part that stands for the matched prefix.
+// A prefix that ends inside one escape does not match.
+func (b *Base) MatchContent(raw, v []byte, escaped bool) (int, bool) {
+	k, ok := b.Match(v)
+	if !ok || !escaped {
+		return k, ok
+	}
+	if k = RawOffset(raw, k); k < 0 {
+		return 0, false
+	}
+	return k, true
+}
+
+// normalizeHost drops a default port (80 for http, 443 for https) from an
+// authority whose scheme is already lower-cased, when what precedes the port
+// is a plain host name or a bracketed IPv6 address. It does not change case.
+func normalizeHost[S ~string | ~[]byte](scheme string, host S) S {
+	var port string
+	switch scheme {
+	case "http":
+		port = ":80"
+	case "https":
+		port = ":443"
+	default:
+		return host
+	}
+	n := len(host) - len(port)
+	if n <= 0 || string(host[n:]) != port {
+		return host
+	}
+	h := host[:n]
+	if h[n-1] == ']' {
+		return h
+	}
+	for i := 0; i < n; i++ {
+		if h[i] == ':' {
+			return host // not a host:port authority; leave it alone
+		}
+	}
+	return h
+}
+
+// laxHost drops a default port whenever host ends with it.
+func laxHost(scheme, host string) string {
+	switch {
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		return strings.TrimSuffix(host, ":80")
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		return strings.TrimSuffix(host, ":443")
+	}
+	return host
+}
+
+// asciiEqualFold reports whether a and b are equal under ASCII case folding
+// only, so that, for instance, the Kelvin sign does not match the letter k.
+func asciiEqualFold[A, B ~string | ~[]byte](a A, b B) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
