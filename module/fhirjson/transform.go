@@ -5,8 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/jsontext"
 )
 
 // Rebase is one base-URL swap: a URL that starts with the base From is
@@ -72,7 +72,7 @@ func NewTransformer(rules []Rebase, drop []string, patch PatchKind) (*Transforme
 func (t *Transformer) URL(s string) (string, bool) {
 	for i := range t.rules {
 		r := &t.rules[i]
-		if k, ok := r.match([]byte(s)); ok {
+		if k, ok := r.base.Match([]byte(s)); ok {
 			out := r.toPlain + s[k:]
 			return out, out != s
 		}
@@ -114,9 +114,9 @@ func (t *Transformer) LinkHeader(v string) (string, bool) {
 // itself and false when nothing changed, and body, false and a *SyntaxError
 // when body is not valid JSON (RFC 8259, nesting at most 10,000 deep).
 func (t *Transformer) Apply(body []byte) ([]byte, bool, error) {
-	w := walker{in: body, t: t}
+	w := walker{s: jsontext.Scanner{In: body}, t: t}
 	if err := w.document(); err != nil {
-		return body, false, err
+		return body, false, syntaxError(err)
 	}
 	if len(w.edits) == 0 {
 		return body, false, nil
@@ -152,7 +152,17 @@ func (e *SyntaxError) Error() string {
 	return "fhirjson: malformed JSON at byte " + strconv.Itoa(e.Offset) + ": " + e.Msg
 }
 
-const maxDepth = 10000
+// syntaxError turns the scanner's *jsontext.SyntaxError into this
+// package's *SyntaxError.
+func syntaxError(err error) error {
+	var se *jsontext.SyntaxError
+	if errors.As(err, &se) {
+		return &SyntaxError{Offset: se.Offset, Msg: se.Msg}
+	}
+	return err
+}
+
+const maxDepth = jsontext.MaxDepth
 
 // Contexts of a value being parsed.
 const (
@@ -177,72 +187,45 @@ type info struct {
 }
 
 type walker struct {
-	in      []byte
-	pos     int
-	depth   int
+	s       jsontext.Scanner
 	t       *Transformer
 	edits   []edit
 	scratch []byte
 }
 
-func (w *walker) errorf(msg string) error { return &SyntaxError{Offset: w.pos, Msg: msg} }
-
 func (w *walker) document() error {
 	if _, err := w.value(ctxTop); err != nil {
 		return err
 	}
-	w.skipSpace()
-	if w.pos != len(w.in) {
-		return w.errorf("unexpected data after the top-level value")
-	}
-	return nil
-}
-
-func (w *walker) skipSpace() {
-	for w.pos < len(w.in) {
-		switch w.in[w.pos] {
-		case ' ', '\t', '\n', '\r':
-			w.pos++
-		default:
-			return
-		}
-	}
+	return w.s.End()
 }
 
 func (w *walker) value(ctx int) (info, error) {
-	w.skipSpace()
-	if w.pos >= len(w.in) {
-		return info{}, w.errorf("unexpected end of input")
-	}
-	switch c := w.in[w.pos]; {
-	case c == '{':
+	k, err := w.s.Next()
+	switch k {
+	case jsontext.Object:
 		return w.object(ctx)
-	case c == '[':
+	case jsontext.Array:
 		return w.array(ctx)
-	case c == '"':
-		start := w.pos
-		esc, err := w.str()
+	case jsontext.String:
+		str, err := w.s.ReadString()
 		if err != nil {
 			return info{}, err
 		}
 		var in info
-		if len(w.t.drop) > 0 && w.mentionsDrop(w.in[start+1:w.pos-1]) {
+		if len(w.t.drop) > 0 && w.mentionsDrop(str.Content(w.s.In)) {
 			in.mentions = true
 		}
 		if len(w.t.rules) > 0 {
-			w.rebase(start, w.pos, esc)
+			w.rebase(str)
 		}
 		return in, nil
-	case c == '-' || '0' <= c && c <= '9':
-		return info{}, w.number()
-	case c == 't':
-		return info{}, w.literal("true")
-	case c == 'f':
-		return info{}, w.literal("false")
-	case c == 'n':
-		return info{}, w.literal("null")
+	case jsontext.Invalid:
+		if err == nil {
+			return info{}, w.s.Errorf("unexpected character " + strconv.QuoteRune(rune(w.s.In[w.s.Pos])))
+		}
 	}
-	return info{}, w.errorf("unexpected character " + strconv.QuoteRune(rune(w.in[w.pos])))
+	return info{}, err
 }
 
 func (w *walker) mentionsDrop(raw []byte) bool {
@@ -254,23 +237,6 @@ func (w *walker) mentionsDrop(raw []byte) bool {
 	return false
 }
 
-func (w *walker) literal(lit string) error {
-	if len(w.in)-w.pos < len(lit) || string(w.in[w.pos:w.pos+len(lit)]) != lit {
-		return w.errorf("invalid literal")
-	}
-	w.pos += len(lit)
-	return nil
-}
-
-func (w *walker) enter() error {
-	w.depth++
-	if w.depth > maxDepth {
-		return w.errorf("nesting exceeds the maximum depth")
-	}
-	w.pos++
-	return nil
-}
-
 // member is one parsed object member: the offsets of its key's opening
 // quote and of the end of its value.
 type member struct {
@@ -279,35 +245,23 @@ type member struct {
 
 func (w *walker) object(ctx int) (info, error) {
 	res := info{isObject: true}
-	if err := w.enter(); err != nil {
-		return res, err
-	}
-	w.skipSpace()
-	if w.pos < len(w.in) && w.in[w.pos] == '}' {
-		w.pos++
-		w.depth--
-		return res, nil
-	}
+	more, err := w.s.OpenObject()
 	var prev member
 	havePrev := false
 	var removeMember *member // an "extension" member emptied of everything
 	var removeNext bool      // remove it through the comma that follows
-	for {
-		w.skipSpace()
-		if w.pos >= len(w.in) || w.in[w.pos] != '"' {
-			return res, w.errorf("expected a string key")
-		}
-		keyStart := w.pos
-		esc, err := w.str()
-		if err != nil {
+	for more && err == nil {
+		var k jsontext.Str
+		if k, err = w.s.Key(); err != nil {
 			return res, err
 		}
-		key := w.key(keyStart, esc)
+		keyStart := k.Start
+		key := w.key(k)
 		child := ctxNone
 		switch {
 		case key == "extension" && len(w.t.drop) > 0:
 			child = ctxExtArray
-		case key == "value" && w.t.patch == JSONPatch && w.depth == 2:
+		case key == "value" && w.t.patch == JSONPatch && w.s.Depth() == 2:
 			child = ctxOpValue
 		case key == "parameter" && ctx == ctxTop && len(w.t.drop) > 0:
 			child = ctxParams
@@ -315,20 +269,15 @@ func (w *walker) object(ctx int) (info, error) {
 		// String members that the container needs to know.
 		var strVal string
 		wantStr := key == "url" || key == "resourceType" || key == "name"
-		w.skipSpace()
-		if w.pos >= len(w.in) || w.in[w.pos] != ':' {
-			return res, w.errorf("expected ':' after an object key")
-		}
-		w.pos++
-		w.skipSpace()
-		valStart := w.pos
+		w.s.SkipSpace()
+		valStart := w.s.Pos
 		nEdits := len(w.edits)
-		vi, err := w.value(child)
-		if err != nil {
+		var vi info
+		if vi, err = w.value(child); err != nil {
 			return res, err
 		}
-		if wantStr && valStart < len(w.in) && w.in[valStart] == '"' {
-			strVal = w.unquote(valStart, w.pos)
+		if wantStr && valStart < len(w.s.In) && w.s.In[valStart] == '"' {
+			strVal = w.unquote(valStart, w.s.Pos)
 		}
 		switch key {
 		case "url":
@@ -349,7 +298,7 @@ func (w *walker) object(ctx int) (info, error) {
 		if child == ctxOpValue && (vi.dropURL || vi.emptied) {
 			res.dropOp = true
 		}
-		cur := member{keyStart: keyStart, valEnd: w.pos}
+		cur := member{keyStart: keyStart, valEnd: w.s.Pos}
 		if child == ctxExtArray && vi.emptied {
 			w.edits = w.edits[:nEdits] // the array goes as a whole
 			m := cur
@@ -362,51 +311,44 @@ func (w *walker) object(ctx int) (info, error) {
 			}
 		}
 		prev, havePrev = cur, true
-		w.skipSpace()
-		if w.pos >= len(w.in) {
-			return res, w.errorf("unexpected end of input in an object")
+		if more, err = w.s.MoreMembers(); err != nil {
+			return res, err
 		}
-		switch w.in[w.pos] {
-		case ',':
+		switch {
+		case more:
 			if removeMember != nil && removeNext {
 				// First member: remove it with the comma after it, keeping
 				// the white space that preceded the next key.
-				w.edits = append(w.edits, edit{start: removeMember.keyStart, end: w.pos + 1})
+				w.edits = append(w.edits, edit{start: removeMember.keyStart, end: w.s.Pos})
 				removeMember = nil
 			}
 			removeNext = false
-			w.pos++
-		case '}':
-			if removeMember != nil {
-				// The only member.
-				w.edits = append(w.edits, edit{start: removeMember.keyStart, end: removeMember.valEnd})
-			}
-			w.pos++
-			w.depth--
-			return res, nil
-		default:
-			return res, w.errorf("expected ',' or '}' in an object")
+		case removeMember != nil:
+			// The only member.
+			w.edits = append(w.edits, edit{start: removeMember.keyStart, end: removeMember.valEnd})
 		}
 	}
+	return res, err
 }
 
-// key returns the unescaped key whose quoted form ends at w.pos.
-func (w *walker) key(start int, esc bool) string {
-	raw := w.in[start+1 : w.pos-1]
-	if !esc {
+// key returns the unescaped key k.
+func (w *walker) key(k jsontext.Str) string {
+	raw := k.Content(w.s.In)
+	if !k.Escaped {
 		return string(raw)
 	}
-	return string(unescapeJSON(nil, raw))
+	return string(jsontext.Unescape(nil, raw))
 }
 
 func (w *walker) unquote(start, end int) string {
-	return string(unescapeJSON(nil, w.in[start+1:end-1]))
+	return string(jsontext.Unescape(nil, w.s.In[start+1:end-1]))
 }
 
 // array parses an array, removing the elements its context says to remove.
 func (w *walker) array(ctx int) (info, error) {
 	var res info
-	if err := w.enter(); err != nil {
+	more, err := w.s.OpenArray()
+	if err != nil || !more {
 		return res, err
 	}
 	elemCtx := ctxNone
@@ -425,15 +367,9 @@ func (w *walker) array(ctx int) (info, error) {
 		drop               bool
 	}
 	var elems []elem
-	w.skipSpace()
-	if w.pos < len(w.in) && w.in[w.pos] == ']' {
-		w.pos++
-		w.depth--
-		return res, nil
-	}
 	for {
-		w.skipSpace()
-		start, nEdits := w.pos, len(w.edits)
+		w.s.SkipSpace()
+		start, nEdits := w.s.Pos, len(w.edits)
 		vi, err := w.value(elemCtx)
 		if err != nil {
 			return res, err
@@ -450,21 +386,14 @@ func (w *walker) array(ctx int) (info, error) {
 		if vi.mentions && !drop {
 			res.mentions = true
 		}
-		elems = append(elems, elem{start, w.pos, nEdits, drop})
-		w.skipSpace()
-		if w.pos >= len(w.in) {
-			return res, w.errorf("unexpected end of input in an array")
+		elems = append(elems, elem{start, w.s.Pos, nEdits, drop})
+		more, err := w.s.MoreElements()
+		if err != nil {
+			return res, err
 		}
-		if w.in[w.pos] == ',' {
-			w.pos++
-			continue
+		if !more {
+			break
 		}
-		if w.in[w.pos] != ']' {
-			return res, w.errorf("expected ',' or ']' in an array")
-		}
-		w.pos++
-		w.depth--
-		break
 	}
 	dropped := 0
 	for _, e := range elems {
@@ -515,282 +444,54 @@ func (w *walker) array(ctx int) (info, error) {
 	return res, nil
 }
 
-// str parses a string at w.pos (the opening quote) and reports whether it
-// contains escapes.
-func (w *walker) str() (bool, error) {
-	in := w.in
-	i := w.pos + 1
-	esc := false
-	for {
-		for i < len(in) && in[i] >= 0x20 && in[i] != '"' && in[i] != '\\' {
-			i++
-		}
-		if i >= len(in) {
-			w.pos = i
-			return false, w.errorf("unexpected end of input in a string")
-		}
-		switch c := in[i]; {
-		case c == '"':
-			w.pos = i + 1
-			return esc, nil
-		case c == '\\':
-			esc = true
-			if i+1 >= len(in) {
-				w.pos = i
-				return false, w.errorf("unexpected end of input in a string escape")
-			}
-			switch in[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(in) || !isHex(in[i+2]) || !isHex(in[i+3]) || !isHex(in[i+4]) || !isHex(in[i+5]) {
-					w.pos = i
-					return false, w.errorf("invalid \\u escape in a string")
-				}
-				i += 6
-			default:
-				w.pos = i
-				return false, w.errorf("invalid escape in a string")
-			}
-		default:
-			w.pos = i
-			return false, w.errorf("control character in a string")
-		}
-	}
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func (w *walker) number() error {
-	in, i := w.in, w.pos
-	digits := func() int {
-		s := i
-		for i < len(in) && '0' <= in[i] && in[i] <= '9' {
-			i++
-		}
-		return i - s
-	}
-	if in[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(in) && in[i] == '0':
-		i++
-	case i < len(in) && '1' <= in[i] && in[i] <= '9':
-		digits()
-	default:
-		w.pos = i
-		return w.errorf("invalid number")
-	}
-	if i < len(in) && in[i] == '.' {
-		i++
-		if digits() == 0 {
-			w.pos = i
-			return w.errorf("invalid number: no digit after '.'")
-		}
-	}
-	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
-		i++
-		if i < len(in) && (in[i] == '+' || in[i] == '-') {
-			i++
-		}
-		if digits() == 0 {
-			w.pos = i
-			return w.errorf("invalid number: no digit in the exponent")
-		}
-	}
-	w.pos = i
-	return nil
-}
-
-// rebase records the edit that swaps the base of the string in[start:end]
-// (quotes included) when it matches a rule.
-func (w *walker) rebase(start, end int, esc bool) {
-	raw := w.in[start+1 : end-1]
+// rebase records the edit that swaps the base of the string str when it
+// matches a rule.
+func (w *walker) rebase(str jsontext.Str) {
+	raw := str.Content(w.s.In)
 	if len(raw) < 8 || (raw[0] != 'h' && raw[0] != 'H' && raw[0] != '\\') {
 		return // not an http(s) URL: the common case, decided at once
 	}
 	v := raw
-	if esc {
-		w.scratch = unescapeJSON(w.scratch[:0], raw)
+	if str.Escaped {
+		w.scratch = jsontext.Unescape(w.scratch[:0], raw)
 		v = w.scratch
 	}
 	for i := range w.t.rules {
 		r := &w.t.rules[i]
-		k, ok := r.match(v)
+		off, ok := r.base.MatchContent(raw, v, str.Escaped)
 		if !ok {
 			continue
-		}
-		off := k
-		if esc {
-			if off = rawOffset(raw, k); off < 0 {
-				continue
-			}
 		}
 		if string(raw[:off]) == string(r.to) {
 			return
 		}
-		w.edits = append(w.edits, edit{start: start + 1, end: start + 1 + off, text: string(r.to)})
+		w.edits = append(w.edits, edit{start: str.Start + 1, end: str.Start + 1 + off, text: string(r.to)})
 		return
 	}
 }
 
 // baseRule is a Rebase prepared for matching.
 type baseRule struct {
-	scheme  string // lower case
-	host    string // lower case, default port dropped
-	path    string // without trailing slash
+	base    jsontext.Base
 	to      []byte // JSON-escaped To, without trailing slash
 	toPlain string
 }
 
 func compileRebase(r Rebase) (baseRule, error) {
-	bad := func(why string) (baseRule, error) {
+	base, err := jsontext.ParseBase(r.From, jsontext.BaseOptions{Fragment: true, Lax: true})
+	if err != nil {
+		why := "is not an absolute URL"
+		switch err {
+		case jsontext.ErrNoHost:
+			why = "has no host"
+		case jsontext.ErrQueryOrFragment:
+			why = "has a query or fragment"
+		}
 		return baseRule{}, errors.New("fhirjson: rebase From " + strconv.Quote(r.From) + " " + why)
-	}
-	i := strings.Index(r.From, "://")
-	if i <= 0 {
-		return bad("is not an absolute URL")
-	}
-	rest := r.From[i+3:]
-	j := strings.IndexAny(rest, "/?#")
-	if j < 0 {
-		j = len(rest)
-	}
-	scheme := strings.ToLower(r.From[:i])
-	host := normalizeHost(scheme, strings.ToLower(rest[:j]))
-	if host == "" {
-		return bad("has no host")
-	}
-	path := rest[j:]
-	if strings.ContainsAny(path, "?#") {
-		return bad("has a query or fragment")
 	}
 	to := strings.TrimRight(r.To, "/")
 	var b strings.Builder
 	writeJSONString(&b, to)
 	q := b.String()
-	return baseRule{scheme: scheme, host: host, path: strings.TrimRight(path, "/"), to: []byte(q[1 : len(q)-1]), toPlain: to}, nil
-}
-
-func normalizeHost(scheme, host string) string {
-	switch {
-	case scheme == "http" && strings.HasSuffix(host, ":80"):
-		return strings.TrimSuffix(host, ":80")
-	case scheme == "https" && strings.HasSuffix(host, ":443"):
-		return strings.TrimSuffix(host, ":443")
-	}
-	return host
-}
-
-// match reports whether the unescaped value v starts with the rule's base,
-// followed by the end, '/', '?' or '#', and returns the prefix's length.
-func (r *baseRule) match(v []byte) (int, bool) {
-	n := len(r.scheme)
-	if len(v) < n+3 || !strings.EqualFold(string(v[:n]), r.scheme) || string(v[n:n+3]) != "://" {
-		return 0, false
-	}
-	a := n + 3
-	e := a
-	for e < len(v) && v[e] != '/' && v[e] != '?' && v[e] != '#' {
-		e++
-	}
-	if !strings.EqualFold(normalizeHost(r.scheme, strings.ToLower(string(v[a:e]))), r.host) {
-		return 0, false
-	}
-	k := e + len(r.path)
-	if len(v) < k || string(v[e:k]) != r.path {
-		return 0, false
-	}
-	if k < len(v) && v[k] != '/' && v[k] != '?' && v[k] != '#' {
-		return 0, false
-	}
-	return k, true
-}
-
-// unescapeJSON appends the value of validated JSON string content raw.
-func unescapeJSON(dst, raw []byte) []byte {
-	for i := 0; i < len(raw); {
-		c := raw[i]
-		if c != '\\' {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		r, n := escapeAt(raw, i)
-		dst = utf8.AppendRune(dst, r)
-		i += n
-	}
-	return dst
-}
-
-func escapeAt(raw []byte, i int) (rune, int) {
-	switch raw[i+1] {
-	case 'b':
-		return '\b', 2
-	case 'f':
-		return '\f', 2
-	case 'n':
-		return '\n', 2
-	case 'r':
-		return '\r', 2
-	case 't':
-		return '\t', 2
-	case 'u':
-		r := hex4(raw[i+2 : i+6])
-		if !utf16.IsSurrogate(r) {
-			return r, 6
-		}
-		if i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
-			if p := utf16.DecodeRune(r, hex4(raw[i+8:i+12])); p != utf8.RuneError {
-				return p, 12
-			}
-		}
-		return utf8.RuneError, 6
-	}
-	return rune(raw[i+1]), 2
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case '0' <= c && c <= '9':
-			r |= rune(c - '0')
-		case 'a' <= c && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		default:
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
-}
-
-// rawOffset returns the offset in raw at which the unescaped value reaches
-// length k, or -1 when k falls inside one escape.
-func rawOffset(raw []byte, k int) int {
-	n := 0
-	for i := 0; i < len(raw); {
-		if n == k {
-			return i
-		}
-		if n > k {
-			return -1
-		}
-		if raw[i] != '\\' {
-			n++
-			i++
-			continue
-		}
-		r, m := escapeAt(raw, i)
-		n += utf8.RuneLen(r)
-		i += m
-	}
-	if n == k {
-		return len(raw)
-	}
-	return -1
+	return baseRule{base: base, to: []byte(q[1 : len(q)-1]), toPlain: to}, nil
 }
