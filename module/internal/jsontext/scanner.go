@@ -103,6 +103,19 @@ func (s *Scanner) End() error {
 // ReadString. It returns an error at the end of the input or in a malformed
 // number or literal.
 func (s *Scanner) Next() (Kind, error) {
+	// Fast path: a container or a string with no space before it.
+	if s.Pos < len(s.In) {
+		if k := startKind[s.In[s.Pos]]; k != Invalid {
+			return k, nil
+		}
+	}
+	return s.next()
+}
+
+// startKind gives the kinds that Next returns without reading anything.
+var startKind = [256]Kind{'{': Object, '[': Array, '"': String}
+
+func (s *Scanner) next() (Kind, error) {
 	s.SkipSpace()
 	if s.Pos >= len(s.In) {
 		return Invalid, s.Errorf("unexpected end of input")
@@ -285,20 +298,34 @@ func (s *Scanner) Key() (Str, error) {
 // returns true and Pos is just after the comma, or the closing '}', after
 // which it returns false and the object has been read whole.
 func (s *Scanner) MoreMembers() (bool, error) {
-	return s.more('}', "unexpected end of input in an object", "expected ',' or '}' in an object")
+	return s.more('}')
 }
 
 // MoreElements reads what follows an array element: a ',', after which it
 // returns true and Pos is just after the comma, or the closing ']', after
 // which it returns false and the array has been read whole.
 func (s *Scanner) MoreElements() (bool, error) {
-	return s.more(']', "unexpected end of input in an array", "expected ',' or ']' in an array")
+	return s.more(']')
 }
 
-func (s *Scanner) more(closer byte, eof, bad string) (bool, error) {
+func (s *Scanner) more(closer byte) (bool, error) {
+	if s.Pos < len(s.In) { // fast path: no space before
+		switch s.In[s.Pos] {
+		case ',':
+			s.Pos++
+			return true, nil
+		case closer:
+			s.Pos++
+			s.depth--
+			return false, nil
+		}
+	}
 	s.SkipSpace()
 	if s.Pos >= len(s.In) {
-		return false, s.Errorf(eof)
+		if closer == '}' {
+			return false, s.Errorf("unexpected end of input in an object")
+		}
+		return false, s.Errorf("unexpected end of input in an array")
 	}
 	switch s.In[s.Pos] {
 	case ',':
@@ -309,7 +336,10 @@ func (s *Scanner) more(closer byte, eof, bad string) (bool, error) {
 		s.depth--
 		return false, nil
 	}
-	return false, s.Errorf(bad)
+	if closer == '}' {
+		return false, s.Errorf("expected ',' or '}' in an object")
+	}
+	return false, s.Errorf("expected ',' or ']' in an array")
 }
 
 // Skip reads one value of any kind, after optional white space.
