@@ -1,5 +1,7 @@
 package dicom
 
+import "github.com/fhirimaging/caddy-fhir-imaging/module/internal/jsontext"
+
 // MaxUIDLength is the maximum length of a DICOM UID in characters (PS3.5
 // section 9.1).
 const MaxUIDLength = 64
@@ -60,33 +62,8 @@ const oidPrefix = "urn:oid:"
 // unchanged when it does not start with one. The result is not validated;
 // use ValidUID on it.
 func TrimOIDPrefix(s string) string {
-	if len(s) >= len(oidPrefix) && asciiEqualFold(s[:len(oidPrefix)], oidPrefix) {
+	if len(s) >= len(oidPrefix) && jsontext.EqualFoldASCII(s[:len(oidPrefix)], oidPrefix) {
 		return s[len(oidPrefix):]
 	}
 	return s
-}
-
-// asciiEqualFold reports whether a and b are equal under ASCII case folding
-// only. Unlike strings.EqualFold it does not fold non-ASCII characters, so
-// that, for instance, the Kelvin sign does not match the letter k.
-func asciiEqualFold[A, B ~string | ~[]byte](a A, b B) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -108,7 +108,7 @@ func (b *Base) Match(v []byte) (int, bool) {
 			!strings.EqualFold(laxHost(b.scheme, strings.ToLower(string(v[a:e]))), b.host) {
 			return 0, false
 		}
-	} else if !asciiEqualFold(v[:n], b.scheme) || !asciiEqualFold(normalizeHost(b.scheme, v[a:e]), b.host) {
+	} else if !EqualFoldASCII(v[:n], b.scheme) || !EqualFoldASCII(normalizeHost(b.scheme, v[a:e]), b.host) {
 		return 0, false
 	}
 	k := e + len(b.path)
@@ -177,9 +177,9 @@ func laxHost(scheme, host string) string {
 	return host
 }
 
-// asciiEqualFold reports whether a and b are equal under ASCII case folding
+// EqualFoldASCII reports whether a and b are equal under ASCII case folding
 // only, so that, for instance, the Kelvin sign does not match the letter k.
-func asciiEqualFold[A, B ~string | ~[]byte](a A, b B) bool {
+func EqualFoldASCII[A, B ~string | ~[]byte](a A, b B) bool {
 	if len(a) != len(b) {
 		return false
 	}
