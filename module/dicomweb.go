@@ -272,7 +272,9 @@ func (h *DICOMweb) rules(r *http.Request) []dicom.Rebase {
 	return out
 }
 
-// publicBase is the gateway's DICOMweb base for this request.
+// publicBase is the gateway's DICOMweb base for this request: the origin the
+// client called (trusted proxies' X-Forwarded-* included), then the path
+// prefix that handle_path removed.
 func (h *DICOMweb) publicBase(r *http.Request) string {
 	if h.PublicBase != "" {
 		return h.PublicBase
@@ -284,11 +286,8 @@ func (h *DICOMweb) publicBase(r *http.Request) string {
 			prefix = strings.TrimRight(op[:len(op)-len(cp)], "/")
 		}
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + prefix
+	origin, proxyPrefix := requestOrigin(r)
+	return origin + proxyPrefix + prefix
 }
 
 // shouldBuffer keeps successful DICOM JSON answers, the only ones whose URLs

@@ -638,3 +638,29 @@ func TestDICOMwebTLSArchive(t *testing.T) {
 		t.Errorf("TLS archive saw %d requests", seen.Load())
 	}
 }
+
+func TestDICOMwebPublicBaseFromTrustedProxy(t *testing.T) {
+	s := newRoutingSetup(t, "")
+	_ = caddyStop()
+	s.a.serve = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/dicom+json")
+		fmt.Fprintf(w, `[{"00081190":{"vr":"UR","Value":["http://%s/dicom-web/studies/1.2.1"]}}]`, r.Host)
+	}
+	for _, trusted := range []bool{false, true} {
+		globals := fmt.Sprintf("\tfhir_imaging {\n\t\tfhir %s/fhir\n\t\tarchive a %s\n\t}", s.fhir.URL, s.a.base())
+		if trusted {
+			globals += "\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"
+		}
+		gw := startGateway(t, globals, "\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}")
+		_, body := get(t, gw+"/wado-rs/studies/1.2.1/metadata", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "images.example.org", "X-Forwarded-Prefix", "/pacs")
+		got := gjson.ParseBytes(body).Get("0.00081190.Value.0").String()
+		want := gw + "/wado-rs/studies/1.2.1"
+		if trusted {
+			want = "https://images.example.org/pacs/wado-rs/studies/1.2.1"
+		}
+		if got != want {
+			t.Errorf("trusted=%v: RetrieveURL %q, want %q", trusted, got, want)
+		}
+		_ = caddyStop()
+	}
+}

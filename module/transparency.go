@@ -37,12 +37,20 @@ func (h *FHIRRewrite) publicBase(r *http.Request) string {
 	if h.PublicBase != "" {
 		return h.PublicBase
 	}
+	origin, prefix := requestOrigin(r)
+	return origin + prefix + h.publicPath(r)
+}
+
+// requestOrigin returns the scheme and host the client called, and the path
+// prefix a proxy in front put before this server's paths. X-Forwarded-Proto,
+// X-Forwarded-Host and X-Forwarded-Prefix count only when the request comes
+// from one of the server's trusted_proxies.
+func requestOrigin(r *http.Request) (origin, prefix string) {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	host := r.Host
-	prefix := ""
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
 		switch p := strings.ToLower(firstValue(r.Header.Get("X-Forwarded-Proto"))); p {
 		case "http", "https":
@@ -55,7 +63,7 @@ func (h *FHIRRewrite) publicBase(r *http.Request) string {
 			prefix = fp
 		}
 	}
-	return scheme + "://" + host + prefix + h.publicPath(r)
+	return scheme + "://" + host, prefix
 }
 
 // publicPath works out the path prefix the client used for the FHIR base.
