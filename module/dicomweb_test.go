@@ -664,3 +664,28 @@ func TestDICOMwebPublicBaseFromTrustedProxy(t *testing.T) {
 		_ = caddyStop()
 	}
 }
+
+func TestDICOMwebArchiveWithSeveralUpstreams(t *testing.T) {
+	f := newRoutingFHIR(t)
+	one := newFakeArchive(t, "/dicom-web")
+	two := newFakeArchive(t, "/dicom-web")
+	// The Endpoint names the archive by its logical URL; "to" lists the
+	// replicas that actually serve it.
+	f.included = []string{endpointJSON("a", "active", "dicom-wado-rs", "http://pacs.invalid/dicom-web")}
+	f.studies["urn:oid:1.2.1"] = `{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.1"}],"endpoint":[{"reference":"Endpoint/a"}],"series":[{"uid":"1.2.1.1"}]}`
+	globals := fmt.Sprintf("\tfhir_imaging {\n\t\tfhir %s/fhir\n\t\tarchive a http://pacs.invalid/dicom-web {\n\t\t\tto %s %s\n\t\t\tlb_policy round_robin\n\t\t}\n\t}", f.URL, hostPort(one.URL), hostPort(two.URL))
+	gw := startGateway(t, globals, "\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}")
+	for i := 0; i < 4; i++ {
+		if resp, body := get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1"); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	}
+	if n1, n2 := len(one.requests()), len(two.requests()); n1 != 2 || n2 != 2 {
+		t.Errorf("round robin over two upstreams gave %d and %d requests, want 2 and 2", n1, n2)
+	}
+	for _, r := range append(one.requests(), two.requests()...) {
+		if r.URL.Path != "/dicom-web/studies/1.2.1/series/1.2.1.1" {
+			t.Errorf("upstream path %q", r.URL.Path)
+		}
+	}
+}
