@@ -147,33 +147,8 @@ func (AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusBadGateway, "%v", err)
 	}
 	ex := explanation{Study: study, Series: series, FHIR: app.FHIR, Found: loc}
-	if loc.Known {
-		ex.WADORS = loc.ArchiveFor(fhirjson.WADORS, series)
-		ex.WADOURI = loc.ArchiveFor(fhirjson.WADOURI, series)
-		if ex.WADOURI == "" {
-			ex.WADOURI = ex.WADORS
-		}
-	}
-	switch {
-	case !loc.Known && app.DefaultArchive != "":
-		ex.WADORS, ex.WADOURI = app.DefaultArchive, app.DefaultArchive
-		ex.Why = "no ImagingStudy has this UID; default_archive is used"
-	case !loc.Known:
-		ex.Why = "no ImagingStudy has this UID: requests get 404"
-	case ex.WADORS == "" && app.DefaultArchive != "":
-		ex.WADORS, ex.WADOURI = app.DefaultArchive, app.DefaultArchive
-		ex.Why = "no active Endpoint of the study maps to a configured archive; default_archive is used"
-	case ex.WADORS == "":
-		ex.Why = "no active Endpoint of the study maps to a configured archive: requests get 404"
-	case series != "":
-		if _, listed := loc.Series[series]; listed {
-			ex.Why = "the series' effective Endpoints (its own, else the study's) map to these archives"
-		} else {
-			ex.Why = "no ImagingStudy lists this series; the study-level Endpoints apply"
-		}
-	default:
-		ex.Why = "study-level requests go to the study's Endpoint archive; a study split over several archives is merged (see found.series)"
-	}
+	ex.WADORS, ex.Why = app.decide(loc, series, fhirjson.WADORS)
+	ex.WADOURI, _ = app.decide(loc, series, fhirjson.WADOURI)
 	return writeJSON(w, ex)
 }
 

@@ -185,7 +185,19 @@ func routeStudyIn(app *App, r *http.Request, study, series string, t fhirjson.Co
 	if err != nil {
 		return nil, nil, &routeError{lookupStatus(err), "could not find the archive of the study: " + err.Error()}
 	}
-	name := ""
+	name, why := app.decide(loc, series, t)
+	if name == "" {
+		return nil, nil, &routeError{http.StatusNotFound, why}
+	}
+	return app.Archives[name], loc, nil
+}
+
+// decide names the archive that serves connection type t for the given
+// series of a located study (series "" for the study itself), and says why
+// in a sentence. An empty name means the request gets 404, and why is its
+// message. Routing and the admin API's explain route both use it, so that
+// explain tells exactly what routing does.
+func (a *App) decide(loc *resolve.Study, series string, t fhirjson.ConnectionType) (name, why string) {
 	if loc.Known {
 		name = loc.ArchiveFor(t, series)
 		if name == "" && t == fhirjson.WADOURI {
@@ -194,16 +206,22 @@ func routeStudyIn(app *App, r *http.Request, study, series string, t fhirjson.Co
 			name = loc.ArchiveFor(fhirjson.WADORS, series)
 		}
 	}
-	if name == "" {
-		if app.DefaultArchive != "" {
-			return app.Archives[app.DefaultArchive], loc, nil
+	switch {
+	case name != "" && series == "":
+		return name, "study-level requests go to the study's Endpoint archive; a study split over several archives is merged"
+	case name != "":
+		if _, listed := loc.Series[series]; listed {
+			return name, "the series' effective Endpoints (its own, else the study's) map to this archive"
 		}
-		if !loc.Known {
-			return nil, nil, &routeError{http.StatusNotFound, "the FHIR server knows no ImagingStudy for this study"}
-		}
-		return nil, nil, &routeError{http.StatusNotFound, "no active Endpoint of the study maps to a configured archive"}
+		return name, "no ImagingStudy lists this series; the study-level Endpoints apply"
+	case a.DefaultArchive != "" && !loc.Known:
+		return a.DefaultArchive, "the FHIR server knows no ImagingStudy for this study; default_archive is used"
+	case a.DefaultArchive != "":
+		return a.DefaultArchive, "no active Endpoint of the study maps to a configured archive; default_archive is used"
+	case !loc.Known:
+		return "", "the FHIR server knows no ImagingStudy for this study"
 	}
-	return app.Archives[name], loc, nil
+	return "", "no active Endpoint of the study maps to a configured archive"
 }
 
 // archives returns the configured archives with the given names.
