@@ -328,16 +328,7 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, 
 	if status < 200 || status > 299 || !bytes.Contains(body, []byte(`"ImagingStudy"`)) {
 		return nil, false
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	origin := scheme + "://" + r.Host
-	local := h.localBases
-	if h.upPath != "" {
-		local = append(local[:len(local):len(local)], fhirjson.NormalizeBase(origin+h.upPath))
-	}
-	local = append(local, fhirjson.NormalizeBase(b.public))
+	local := append(h.localBases[:len(h.localBases):len(h.localBases)], fhirjson.NormalizeBase(b.seen), fhirjson.NormalizeBase(b.public))
 	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local})
 	if err != nil {
 		h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
@@ -354,17 +345,7 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, 
 			h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
 		}
 	}
-	// Paths are taken relative to the public origin: the request's scheme
-	// and host unless public_base or a trusted proxy says otherwise.
-	pubOrigin := origin
-	if i := strings.Index(b.public, "://"); i >= 0 {
-		if j := strings.IndexByte(b.public[i+3:], '/'); j >= 0 {
-			pubOrigin = b.public[:i+3+j]
-		} else {
-			pubOrigin = b.public
-		}
-	}
-	rsBase, uriBase := absolute(pubOrigin, h.DICOMwebBase), absolute(pubOrigin, h.WADOURIBase)
+	rsBase, uriBase := absolute(b.origin, h.DICOMwebBase), absolute(b.origin, h.WADOURIBase)
 	plan := func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
 		var b fhirjson.Bases
 		if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {

@@ -133,6 +133,11 @@ const studyJSON = `{"resourceType":"ImagingStudy","id":"s1","meta":{"versionId":
 
 // rewriteGateway starts a fake FHIR server and a gateway in front of it.
 func rewriteGateway(t testing.TB, rewriteOpts, siteExtra string) (*fakeFHIR, string) {
+	return rewriteGatewayWith(t, "", rewriteOpts, siteExtra)
+}
+
+// rewriteGatewayWith is rewriteGateway with more global options.
+func rewriteGatewayWith(t testing.TB, moreGlobals, rewriteOpts, siteExtra string) (*fakeFHIR, string) {
 	f := newFakeFHIR(t)
 	f.endpoints["a-rs"] = endpointJSON("a-rs", "active", "dicom-wado-rs", "http://127.0.0.1:18042/dicom-web")
 	f.endpoints["a-uri"] = endpointJSON("a-uri", "active", "dicom-wado-uri", "http://127.0.0.1:18042/wado")
@@ -145,7 +150,8 @@ func rewriteGateway(t testing.TB, rewriteOpts, siteExtra string) (*fakeFHIR, str
 		}
 		archive b http://127.0.0.1:18043/pacs/dicom-web
 		lookup_timeout 1s
-	}`, f.URL)
+	}
+%s`, f.URL, moreGlobals)
 	site := fmt.Sprintf("%s\n\thandle /fhir/* {\n\t\tfhir_rewrite {\n%s\n\t\t}\n\t\treverse_proxy %s\n\t}", siteExtra, rewriteOpts, hostPort(f.URL))
 	return f, startGateway(t, globals, site)
 }
@@ -353,5 +359,16 @@ func TestRewriteConcurrentMissesCollapse(t *testing.T) {
 	}
 	if n := f.searches.Load(); n != 1 {
 		t.Errorf("%d Endpoint searches for 50 concurrent first reads, want 1", n)
+	}
+}
+
+func TestRewriteURLsBehindTrustedProxy(t *testing.T) {
+	// Injected URLs must carry what a trusted proxy in front says the
+	// client called, prefix included, as the rebased FHIR links do.
+	_, gw := rewriteGatewayWith(t, "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", "", "")
+	_, body := get(t, gw+"/fhir/ImagingStudy/s1", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "gw.example.org", "X-Forwarded-Prefix", "/api")
+	got := gjson.GetBytes(body, `series.1.extension.#(url=="`+extRS+`").valueUrl`).String()
+	if want := "https://gw.example.org/api/wado-rs/studies/1.2.3/series/1.2.3.2"; got != want {
+		t.Errorf("injected %q, want %q", got, want)
 	}
 }

@@ -23,6 +23,14 @@ import (
 type bases struct {
 	public   string // e.g. https://gw.example.org/api/fhir
 	upstream string // the app's fhir setting, e.g. http://127.0.0.1:8080/fhir
+	// seen is the base a FHIR server writes when it is handed the client's
+	// Host (reverse_proxy's default): the request's host with the
+	// upstream's path.
+	seen string
+	// origin anchors path-style dicomweb_base and wado_uri_base: the
+	// client's scheme and host and a trusted proxy's prefix, or the scheme
+	// and host of public_base.
+	origin string
 	// toPublic swaps upstream addresses in answers; toUpstream swaps the
 	// public base in requests and drops the injected extensions.
 	toPublic *fhirjson.Transformer
@@ -39,6 +47,16 @@ func (h *FHIRRewrite) publicBase(r *http.Request) string {
 	}
 	origin, prefix := requestOrigin(r)
 	return origin + prefix + h.publicPath(r)
+}
+
+// schemeHost returns the scheme and host of an absolute URL.
+func schemeHost(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.IndexByte(u[i+3:], '/'); j >= 0 {
+			return u[:i+3+j]
+		}
+	}
+	return strings.TrimRight(u, "/")
 }
 
 // requestOrigin returns the scheme and host the client called, and the path
@@ -123,19 +141,28 @@ func validPathPrefix(s string) bool {
 // answers, or nil when the public and the upstream base are the same or
 // rebasing is off.
 func (h *FHIRRewrite) requestBases(r *http.Request) bases {
-	b := bases{public: strings.TrimRight(h.publicBase(r), "/"), upstream: h.app.FHIR}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	origin, prefix := requestOrigin(r)
+	b := bases{
+		public:   strings.TrimRight(h.publicBase(r), "/"),
+		upstream: h.app.FHIR,
+		seen:     scheme + "://" + r.Host + h.upPath,
+		origin:   origin + prefix,
+	}
+	if h.PublicBase != "" {
+		b.origin = schemeHost(h.PublicBase)
+	}
 	if h.DisableRebase || b.upstream == "" || fhirjson.NormalizeBase(b.public) == fhirjson.NormalizeBase(b.upstream) {
 		return b
 	}
 	rules := []fhirjson.Rebase{{From: b.upstream, To: b.public}}
 	// A FHIR server that was handed the client's Host (reverse_proxy's
 	// default) writes links on that host with its own path.
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if seen := scheme + "://" + r.Host + h.upPath; fhirjson.NormalizeBase(seen) != fhirjson.NormalizeBase(b.public) && validHostPort(r.Host) {
-		rules = append(rules, fhirjson.Rebase{From: seen, To: b.public})
+	if fhirjson.NormalizeBase(b.seen) != fhirjson.NormalizeBase(b.public) && validHostPort(r.Host) {
+		rules = append(rules, fhirjson.Rebase{From: b.seen, To: b.public})
 	}
 	tr, err := fhirjson.NewTransformer(rules, nil, fhirjson.NotPatch)
 	if err != nil {
