@@ -138,7 +138,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	sort.Strings(a.names)
 	var err error
 	a.lookups = new(cacheCounts)
-	a.metrics, err = newMetrics(ctx.GetMetricsRegistry(), a.cacheSizes, a.hitRatio)
+	a.metrics, err = newMetrics(ctx.GetMetricsRegistry(), a.cacheSize, a.hitRatio)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
@@ -190,11 +190,15 @@ func (a *App) hitRatio(cache string) float64 {
 	return float64(h) / float64(h+m)
 }
 
-func (a *App) cacheSizes() (int, int) {
+func (a *App) cacheSize(cache string) int {
 	if a.resolver == nil {
-		return 0, 0
+		return 0
 	}
-	return a.resolver.CacheSizes()
+	endpoints, studies := a.resolver.CacheSizes()
+	if cache == "study" {
+		return studies
+	}
+	return endpoints
 }
 
 // Validate checks the configuration; it is fast and contacts nothing.

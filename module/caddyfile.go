@@ -1,6 +1,7 @@
 package module
 
 import (
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -93,10 +94,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "trace_uids":
 			var v string
-			if !d.AllArgs(&v) || (v != "on" && v != "off") {
-				return d.Err("trace_uids takes on or off")
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
 			}
-			a.TraceUIDs = v == "on"
+			on, err := onOff(v)
+			if err != nil {
+				return d.Errf("trace_uids %v", err)
+			}
+			a.TraceUIDs = on
 		case "default_archive":
 			if !d.AllArgs(&a.DefaultArchive) {
 				return d.ArgErr()
@@ -228,19 +233,27 @@ func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.PublicBase = v
 		case "rebase":
-			switch v {
-			case "on":
-				h.DisableRebase = false
-			case "off":
-				h.DisableRebase = true
-			default:
-				return d.Errf("rebase must be on or off, not %q", v)
+			on, err := onOff(v)
+			if err != nil {
+				return d.Errf("rebase %v", err)
 			}
+			h.DisableRebase = !on
 		default:
 			return d.Errf("unrecognized fhir_rewrite subdirective '%s'", opt)
 		}
 	}
 	return nil
+}
+
+// onOff reads a switch written on or off.
+func onOff(v string) (bool, error) {
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("must be on or off, not %q", v)
 }
 
 // parseSize reads a byte count such as 1048576, 512KiB, 32MiB or 1GB.

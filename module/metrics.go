@@ -22,10 +22,10 @@ type metrics struct {
 
 const namespace = "caddy_fhir_imaging"
 
-// newMetrics registers the gateway's metrics in reg. sizes reports the
-// number of cached Endpoints and study routes, and hitRatio the share of
-// cache look-ups of a cache that were hits.
-func newMetrics(reg prometheus.Registerer, sizes func() (int, int), hitRatio func(cache string) float64) (*metrics, error) {
+// newMetrics registers the gateway's metrics in reg. size reports the number
+// of entries of a cache ("endpoint" or "study"), and hitRatio the share of
+// its look-ups that were hits.
+func newMetrics(reg prometheus.Registerer, size func(cache string) int, hitRatio func(cache string) float64) (*metrics, error) {
 	m := &metrics{
 		rewrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "rewrites_total",
@@ -70,19 +70,18 @@ func newMetrics(reg prometheus.Registerer, sizes func() (int, int), hitRatio fun
 	if m.fetchSeconds, err = register(reg, m.fetchSeconds); err != nil {
 		return nil, err
 	}
-	gauges := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "cache_entries", Help: "Entries in the gateway's caches.", ConstLabels: prometheus.Labels{"cache": "endpoint"},
-		}, func() float64 { e, _ := sizes(); return float64(e) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "cache_entries", Help: "Entries in the gateway's caches.", ConstLabels: prometheus.Labels{"cache": "study"},
-		}, func() float64 { _, s := sizes(); return float64(s) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "cache_hit_ratio", Help: "Share of cache look-ups that were hits since the config was loaded.", ConstLabels: prometheus.Labels{"cache": "endpoint"},
-		}, func() float64 { return hitRatio("endpoint") }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "cache_hit_ratio", Help: "Share of cache look-ups that were hits since the config was loaded.", ConstLabels: prometheus.Labels{"cache": "study"},
-		}, func() float64 { return hitRatio("study") }),
+	var gauges []prometheus.Collector
+	for _, cache := range []string{"endpoint", "study"} {
+		labels := prometheus.Labels{"cache": cache}
+		gauges = append(gauges,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: "cache_entries", ConstLabels: labels,
+				Help: "Entries in the gateway's caches.",
+			}, func() float64 { return float64(size(cache)) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: "cache_hit_ratio", ConstLabels: labels,
+				Help: "Share of cache look-ups that were hits since the config was loaded.",
+			}, func() float64 { return hitRatio(cache) }))
 	}
 	for _, g := range gauges {
 		if _, err := register(reg, g); err != nil {
