@@ -108,7 +108,7 @@ func (AdminAPI) cacheEntry(w http.ResponseWriter, r *http.Request) error {
 	case kind == "studies" && dicom.ValidUID(key):
 		app.resolver.PurgeStudy(key)
 		app.metrics.invalidations.WithLabelValues("ImagingStudy", "admin").Inc()
-	case kind == "endpoints" && key != "" && !strings.ContainsAny(key, "/?#"):
+	case kind == "endpoints" && fhirjson.ValidID(key):
 		app.resolver.PurgeEndpoint(key)
 		app.metrics.invalidations.WithLabelValues("Endpoint", "admin").Inc()
 	default:

@@ -2,9 +2,9 @@ package fhirjson
 
 import "strings"
 
-// validID reports whether s is a FHIR logical id: 1 to 64 characters of
+// ValidID reports whether s is a FHIR logical id: 1 to 64 characters of
 // letters, digits, '-' and '.'. Only such ids are ever put in a look-up URL.
-func validID(s string) bool {
+func ValidID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}
@@ -34,7 +34,7 @@ func endpointID(ref string) (base, id string, ok bool) {
 		return "", "", false
 	}
 	id = ref[i+len("Endpoint/"):]
-	if !validID(id) {
+	if !ValidID(id) {
 		return "", "", false
 	}
 	return strings.TrimSuffix(ref[:i], "/"), id, true
