@@ -169,7 +169,7 @@ func (AdminAPI) notify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiError(http.StatusBadRequest, "reading body: %v", err)
 	}
-	rt, id := splitResourceURL(strings.TrimPrefix(r.URL.Path, "/fhir_imaging/notify"))
+	_, rt, id := fhirjson.SplitReference(strings.TrimPrefix(r.URL.Path, "/fhir_imaging/notify"))
 	if t := gjson.GetBytes(body, "resourceType").String(); t != "" {
 		rt = t
 	}

@@ -39,7 +39,7 @@ func (a *App) invalidate(resourceType, id string, body []byte, source string) {
 		a.resolver.PurgeStudies()
 	case "Bundle":
 		gjson.GetBytes(body, "entry").ForEach(func(_, e gjson.Result) bool {
-			rt, eid := splitResourceURL(e.Get("request.url").String())
+			_, rt, eid := fhirjson.SplitReference(e.Get("request.url").String())
 			res := e.Get("resource")
 			if res.Exists() {
 				rt = res.Get("resourceType").String()
@@ -76,49 +76,4 @@ func studyUIDs(body []byte) []string {
 		}
 	}
 	return uids
-}
-
-// splitResourceURL reads "[base/]Type/id[/_history/v][?query]" into its type
-// and id; a search URL ("Type?query") gives the type alone.
-func splitResourceURL(u string) (resourceType, id string) {
-	for i := 0; i < len(u); i++ {
-		if u[i] == '?' {
-			u = u[:i]
-			break
-		}
-	}
-	var parts []string
-	start := 0
-	for i := 0; i <= len(u); i++ {
-		if i == len(u) || u[i] == '/' {
-			if i > start {
-				parts = append(parts, u[start:i])
-			}
-			start = i + 1
-		}
-	}
-	if n := len(parts); n >= 3 && parts[n-2] == "_history" {
-		parts = parts[:n-2]
-	}
-	switch n := len(parts); {
-	case n >= 2 && isResourceType(parts[n-2]):
-		return parts[n-2], parts[n-1]
-	case n >= 1 && isResourceType(parts[n-1]):
-		return parts[n-1], ""
-	}
-	return "", ""
-}
-
-// isResourceType reports whether s looks like a FHIR resource type name.
-func isResourceType(s string) bool {
-	if s == "" || s[0] < 'A' || s[0] > 'Z' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 )
 
 // maxCapturedWrite bounds how much of a write's request body is kept to see
@@ -29,7 +31,7 @@ func watchWrite(r *http.Request) *writeWatch {
 	default:
 		return nil
 	}
-	rt, id := splitResourceURL(r.URL.Path)
+	_, rt, id := fhirjson.SplitReference(r.URL.Path)
 	switch rt {
 	case "ImagingStudy", "Endpoint", "":
 	default:

@@ -285,8 +285,8 @@ func (d *Document) ref(s string, scope map[string]*Endpoint) *Ref {
 	if e, ok := d.byFullURL[s]; ok {
 		return &Ref{Local: e}
 	}
-	base, id, ok := endpointID(s)
-	if !ok {
+	base, rt, id := SplitReference(s)
+	if rt != "Endpoint" || !ValidID(id) {
 		return nil
 	}
 	if base != "" && !d.isLocalBase(base) {

@@ -318,3 +318,23 @@ func TestPrettyPrintedBundleKeepsLayout(t *testing.T) {
 		t.Errorf("line structure changed")
 	}
 }
+
+func TestSplitReference(t *testing.T) {
+	for in, want := range map[string][3]string{
+		"Endpoint/a-rs":                                 {"", "Endpoint", "a-rs"},
+		"http://h/fhir/Endpoint/a-rs/_history/3":        {"http://h/fhir", "Endpoint", "a-rs"},
+		"http://h/fhir/Endpoint/Abc":                    {"http://h/fhir", "Endpoint", "Abc"},
+		"/fhir/ImagingStudy":                            {"/fhir", "ImagingStudy", ""},
+		"/fhir/ImagingStudy/":                           {"/fhir", "ImagingStudy", ""},
+		"ImagingStudy?identifier=urn:dicom:uid|1.2":     {"", "ImagingStudy", ""},
+		"/fhir/ImagingStudy/s1?_format=json":            {"/fhir", "ImagingStudy", "s1"},
+		"/fhir":                                         {"", "", ""},
+		"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0": {"", "", ""},
+		"#contained":                                    {"", "", ""},
+	} {
+		b, rt, id := SplitReference(in)
+		if got := [3]string{b, rt, id}; got != want {
+			t.Errorf("SplitReference(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -25,19 +25,48 @@ func stripHistory(ref string) string {
 	return ref
 }
 
-// endpointID returns the id of a reference of the form "[base/]Endpoint/<id>"
-// (a version suffix already removed) and the base before it ("" for a
-// relative reference).
-func endpointID(ref string) (base, id string, ok bool) {
-	i := strings.LastIndex(ref, "Endpoint/")
-	if i < 0 || (i > 0 && ref[i-1] != '/') {
-		return "", "", false
+// SplitReference reads a FHIR reference or request URL of the form
+// "[base/]Type[/id][/_history/version][?query]" into the base before the
+// type ("" for a relative one), the resource type and the id ("" when the
+// URL names a type only, as a create or a search does). It returns three
+// empty strings when the URL names no resource type. The id is not
+// checked; see ValidID.
+func SplitReference(u string) (base, resourceType, id string) {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		u = u[:i]
 	}
-	id = ref[i+len("Endpoint/"):]
-	if !ValidID(id) {
-		return "", "", false
+	u = strings.TrimRight(stripHistory(strings.TrimRight(u, "/")), "/")
+	last, rest := lastSegment(u)
+	if prev, before := lastSegment(rest); rest != "" && isResourceType(prev) {
+		return before, prev, last
 	}
-	return strings.TrimSuffix(ref[:i], "/"), id, true
+	if isResourceType(last) {
+		return rest, last, ""
+	}
+	return "", "", ""
+}
+
+// lastSegment splits u at its last slash.
+func lastSegment(u string) (last, rest string) {
+	i := strings.LastIndexByte(u, '/')
+	if i < 0 {
+		return u, ""
+	}
+	return u[i+1:], u[:i]
+}
+
+// isResourceType reports whether s looks like a FHIR resource type name:
+// an upper-case letter, then letters.
+func isResourceType(s string) bool {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // NormalizeBase returns a FHIR base URL in the form used for comparisons:
