@@ -3,9 +3,10 @@ package fhirjson
 import (
 	"sort"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/jsontext"
 )
 
 // DefaultExtensionBase is the prefix of the extension URLs that the gateway
@@ -124,13 +125,25 @@ type extension struct{ url, value string }
 
 func (x extension) json() string {
 	var b strings.Builder
-	b.Grow(len(x.url) + len(x.value) + 24)
-	b.WriteString(`{"url":`)
-	writeJSONString(&b, x.url)
-	b.WriteString(`,"valueUrl":`)
-	writeJSONString(&b, x.value)
-	b.WriteByte('}')
+	b.Grow(len(x.url) + len(x.value) + 28)
+	b.WriteString(`{"url":"`)
+	writeEscaped(&b, x.url)
+	b.WriteString(`","valueUrl":"`)
+	writeEscaped(&b, x.value)
+	b.WriteString(`"}`)
 	return b.String()
+}
+
+// writeEscaped writes s escaped for a JSON string, by jsontext's rules,
+// copying it as it is in the usual case where nothing needs escaping.
+func writeEscaped(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			b.Write(jsontext.AppendEscaped(nil, s))
+			return
+		}
+	}
+	b.WriteString(s)
 }
 
 // appendExtensions adds the edits that put exts into the extension array of
@@ -200,52 +213,4 @@ func appendExtensions(edits []edit, obj, arr gjson.Result, exts []extension) []e
 		edits = append(edits, edit{start: at, end: at, text: appendText.String()})
 	}
 	return edits
-}
-
-// writeJSONString writes s as a JSON string without HTML escaping, so that
-// URLs stay readable ('&' stays '&').
-func writeJSONString(b *strings.Builder, s string) {
-	const hex = "0123456789abcdef"
-	b.WriteByte('"')
-	if plainJSON(s) {
-		b.WriteString(s)
-		b.WriteByte('"')
-		return
-	}
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-			i++
-		case c < 0x20:
-			b.WriteString(`\u00`)
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&0xf])
-			i++
-		case c < utf8.RuneSelf:
-			b.WriteByte(c)
-			i++
-		default:
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b.WriteString(`\ufffd`)
-			} else {
-				b.WriteString(s[i : i+size])
-			}
-			i += size
-		}
-	}
-	b.WriteByte('"')
-}
-
-// plainJSON reports whether s can be written inside JSON quotes as it is.
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }

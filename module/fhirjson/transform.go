@@ -490,8 +490,5 @@ func compileRebase(r Rebase) (baseRule, error) {
 		return baseRule{}, errors.New("fhirjson: rebase From " + strconv.Quote(r.From) + " " + why)
 	}
 	to := strings.TrimRight(r.To, "/")
-	var b strings.Builder
-	writeJSONString(&b, to)
-	q := b.String()
-	return baseRule{base: base, to: []byte(q[1 : len(q)-1]), toPlain: to}, nil
+	return baseRule{base: base, to: jsontext.AppendEscaped(nil, to), toPlain: to}, nil
 }
