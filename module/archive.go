@@ -126,8 +126,9 @@ func (ar *Archive) addresses() []string {
 // serve proxies r to the archive at the given path (already validated, below
 // the archive's own origin) and query, streaming both ways. via names the
 // handler for metrics. The call is a span of its own, whose context the
-// archive receives as traceparent.
-func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery, via string) error {
+// archive receives as traceparent. It returns the status written to w, 0
+// when nothing was.
+func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery, via string) (int, error) {
 	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.archive",
 		attribute.String("fhir_imaging.archive", ar.name), attribute.String("http.request.method", r.Method))
 	if ar.traceUIDs {
@@ -149,6 +150,17 @@ func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery,
 		ar.metrics.routed.WithLabelValues(via, ar.name, strconv.Itoa(sw.status)).Inc()
 	}
 	telemetry.End(span, err)
+	return sw.status, err
+}
+
+// failed answers for a proxying error: with a JSON error when nothing was
+// sent yet (status 0), else by handing the error to Caddy, since the answer
+// is already under way.
+func (ar *Archive) failed(w http.ResponseWriter, status int, err error) error {
+	if status == 0 {
+		writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
+		return nil
+	}
 	return err
 }
 

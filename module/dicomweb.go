@@ -239,31 +239,24 @@ func (h *DICOMweb) archives(names []string) []*Archive {
 // streaming the answer; a DICOM JSON answer has its URLs rebased.
 func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, ar *Archive, path string) error {
 	rules := h.rules(r)
-	var buf *bytes.Buffer
-	var rec *boundedRecorder
-	var out http.ResponseWriter
-	if len(rules) > 0 && r.Method == http.MethodGet {
-		buf = bufPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer func() {
-			if buf.Cap() <= 4<<20 {
-				bufPool.Put(buf)
-			}
-		}()
-		rec = &boundedRecorder{w: w, buf: buf, limit: int(h.MaxJSONSize)}
-		rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
-		out = rec
-	} else {
-		rec = &boundedRecorder{w: w, limit: 0}
-		rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, nil, nil)
-		out = rec
-	}
-	if err := ar.serve(out, r, path, r.URL.RawQuery, "dicomweb"); err != nil {
-		if rec.ResponseRecorder.Status() == 0 {
-			writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
-			return nil
+	if len(rules) == 0 || r.Method != http.MethodGet {
+		status, err := ar.serve(w, r, path, r.URL.RawQuery, "dicomweb")
+		if err != nil {
+			return ar.failed(w, status, err)
 		}
-		return err
+		return nil
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 4<<20 {
+			bufPool.Put(buf)
+		}
+	}()
+	rec := &boundedRecorder{w: w, buf: buf, limit: int(h.MaxJSONSize)}
+	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
+	if status, err := ar.serve(rec, r, path, r.URL.RawQuery, "dicomweb"); err != nil {
+		return ar.failed(w, status, err)
 	}
 	if !rec.captured() {
 		return nil

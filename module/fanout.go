@@ -163,7 +163,7 @@ func (ar *Archive) fetch(r *http.Request, path, query string, limit int64) (int,
 	rr.Header.Del("Accept-Encoding")
 	rr.Header.Del("Content-Length")
 	sink := &memoryWriter{header: http.Header{}, limit: limit}
-	if err := ar.serve(sink, rr, path, query, "dicomweb"); err != nil {
+	if _, err := ar.serve(sink, rr, path, query, "dicomweb"); err != nil {
 		return 0, nil, err
 	}
 	if sink.tooLarge {

@@ -53,8 +53,7 @@ func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req di
 		ans, err := ar.open(r, ar.base.Path+req.Path(), r.URL.RawQuery)
 		if err != nil {
 			if !started {
-				writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
-				return nil
+				return ar.failed(w, 0, err)
 			}
 			panic(http.ErrAbortHandler)
 		}
@@ -161,7 +160,7 @@ func (ar *Archive) open(r *http.Request, path, query string) (*answer, error) {
 	pw2 := &pipeWriter{header: http.Header{}, pw: pw, ready: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		err := ar.serve(pw2, rr, path, query, "dicomweb")
+		_, err := ar.serve(pw2, rr, path, query, "dicomweb")
 		pw2.signal()
 		_ = pw.CloseWithError(err)
 		done <- err

@@ -69,13 +69,8 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return nil
 	}
 	h.logger.Debug("routing WADO-URI request", zap.String("archive", ar.name))
-	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
-	if err := ar.serve(rec, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri"); err != nil {
-		if rec.Status() == 0 {
-			writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
-			return nil
-		}
-		return err
+	if status, err := ar.serve(w, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri"); err != nil {
+		return ar.failed(w, status, err)
 	}
 	return nil
 }
