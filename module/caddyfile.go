@@ -199,16 +199,7 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 //		rebase         on|off
 //	}
 func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
+	return eachOption(d, func(opt, v string) error {
 		switch opt {
 		case "dicomweb_base":
 			h.DICOMwebBase = v
@@ -240,6 +231,26 @@ func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.DisableRebase = !on
 		default:
 			return d.Errf("unrecognized fhir_rewrite subdirective '%s'", opt)
+		}
+		return nil
+	})
+}
+
+// eachOption reads a directive that takes no arguments and a block of
+// options of one value each, handing every option to set.
+func eachOption(d *caddyfile.Dispenser, set func(opt, v string) error) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		if err := set(opt, v); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -283,16 +294,7 @@ func parseSize(s string) (int64, error) {
 //		max_json_size <bytes>
 //	}
 func (h *DICOMweb) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
+	return eachOption(d, func(opt, v string) error {
 		switch opt {
 		case "public_base":
 			h.PublicBase = v
@@ -305,8 +307,8 @@ func (h *DICOMweb) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized dicomweb subdirective '%s'", opt)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. The
