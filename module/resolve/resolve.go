@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/ttlcache"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
@@ -65,10 +66,10 @@ type Config struct {
 type Resolver struct {
 	cfg       Config
 	base      string
-	endpoints *cache[endpointAnswer]
-	studies   *cache[*Study]
-	epFlights flights[endpointAnswer]
-	stFlights flights[*Study]
+	endpoints *ttlcache.Cache[endpointAnswer]
+	studies   *ttlcache.Cache[*Study]
+	epFlights ttlcache.Flights[endpointAnswer]
+	stFlights ttlcache.Flights[*Study]
 }
 
 type endpointAnswer struct {
@@ -109,8 +110,8 @@ func New(cfg Config) *Resolver {
 	return &Resolver{
 		cfg:       cfg,
 		base:      fhirjson.NormalizeBase(cfg.FHIRBase),
-		endpoints: newCache[endpointAnswer](cfg.MaxEntries, cfg.Now),
-		studies:   newCache[*Study](cfg.MaxEntries, cfg.Now),
+		endpoints: ttlcache.New[endpointAnswer](cfg.MaxEntries, cfg.Now),
+		studies:   ttlcache.New[*Study](cfg.MaxEntries, cfg.Now),
 	}
 }
 
@@ -151,10 +152,10 @@ func (r *Resolver) Endpoints(ctx context.Context, ids []string) (_ map[string]fh
 	out := make(map[string]fhirjson.Endpoint, len(ids))
 	hits := 0
 	var lead []string
-	leading := map[string]*flight[endpointAnswer]{}
-	waiting := map[string]*flight[endpointAnswer]{}
+	leading := map[string]*ttlcache.Flight[endpointAnswer]{}
+	waiting := map[string]*ttlcache.Flight[endpointAnswer]{}
 	for _, id := range ids {
-		if a, ok := r.endpoints.get(id); ok {
+		if a, ok := r.endpoints.Get(id); ok {
 			r.cfg.OnCache("endpoint", true)
 			hits++
 			if a.found {
@@ -166,7 +167,7 @@ func (r *Resolver) Endpoints(ctx context.Context, ids []string) (_ map[string]fh
 		if _, dup := leading[id]; dup {
 			continue
 		}
-		fl, leader := r.epFlights.join(id)
+		fl, leader := r.epFlights.Join(id)
 		if leader {
 			leading[id] = fl
 			lead = append(lead, id)
@@ -186,21 +187,21 @@ func (r *Resolver) Endpoints(ctx context.Context, ids []string) (_ map[string]fh
 			if e, ok := got[id]; ok {
 				a = endpointAnswer{ep: e, found: true}
 				out[id] = e
-				r.endpoints.put(id, a, r.cfg.TTL)
+				r.endpoints.Put(id, a, r.cfg.TTL)
 			} else if err == nil {
-				r.endpoints.put(id, a, r.cfg.NegativeTTL)
+				r.endpoints.Put(id, a, r.cfg.NegativeTTL)
 			}
-			r.epFlights.land(id, leading[id], a, err)
+			r.epFlights.Land(id, leading[id], a, err)
 		}
 	}
 	for id, fl := range waiting {
 		select {
-		case <-fl.done:
-			if fl.err != nil && firstErr == nil {
-				firstErr = fl.err
+		case <-fl.Done:
+			if fl.Err != nil && firstErr == nil {
+				firstErr = fl.Err
 			}
-			if fl.value.found {
-				out[id] = fl.value.ep
+			if fl.Value.found {
+				out[id] = fl.Value.ep
 			}
 		case <-ctx.Done():
 			if firstErr == nil {
@@ -302,20 +303,20 @@ func isTimeout(err error) bool {
 }
 
 // PurgeEndpoint drops one cached Endpoint.
-func (r *Resolver) PurgeEndpoint(id string) { r.endpoints.delete(id) }
+func (r *Resolver) PurgeEndpoint(id string) { r.endpoints.Delete(id) }
 
 // PurgeStudy drops one cached study route.
-func (r *Resolver) PurgeStudy(uid string) { r.studies.delete(uid) }
+func (r *Resolver) PurgeStudy(uid string) { r.studies.Delete(uid) }
 
 // PurgeAll empties both caches.
 func (r *Resolver) PurgeAll() {
-	r.endpoints.purge()
-	r.studies.purge()
+	r.endpoints.Purge()
+	r.studies.Purge()
 }
 
 // CacheSizes returns the number of cached Endpoints and study routes.
 func (r *Resolver) CacheSizes() (endpoints, studies int) {
-	return r.endpoints.len(), r.studies.len()
+	return r.endpoints.Len(), r.studies.Len()
 }
 
 // CachedEndpoint is one entry of the Endpoint cache.
@@ -343,17 +344,17 @@ type CachedStudy struct {
 // Snapshot lists the unexpired cache entries, sorted by key.
 func (r *Resolver) Snapshot() ([]CachedEndpoint, []CachedStudy) {
 	var eps []CachedEndpoint
-	for id, e := range r.endpoints.snapshot() {
-		ce := CachedEndpoint{ID: id, Found: e.value.found, Expires: e.expires}
-		if e.value.found {
-			ep := e.value.ep
+	for id, e := range r.endpoints.Snapshot() {
+		ce := CachedEndpoint{ID: id, Found: e.Value.found, Expires: e.Expires}
+		if e.Value.found {
+			ep := e.Value.ep
 			ce.Endpoint = &ep
 		}
 		eps = append(eps, ce)
 	}
 	var sts []CachedStudy
-	for uid, e := range r.studies.snapshot() {
-		sts = append(sts, CachedStudy{UID: uid, Study: e.value, Expires: e.expires})
+	for uid, e := range r.studies.Snapshot() {
+		sts = append(sts, CachedStudy{UID: uid, Study: e.Value, Expires: e.Expires})
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].ID < eps[j].ID })
 	sort.Slice(sts, func(i, j int) bool { return sts[i].UID < sts[j].UID })
@@ -362,4 +363,4 @@ func (r *Resolver) Snapshot() ([]CachedEndpoint, []CachedStudy) {
 
 // PurgeStudies drops every cached study route, for changes (such as an
 // Endpoint's new address) whose reach into routes is not tracked.
-func (r *Resolver) PurgeStudies() { r.studies.purge() }
+func (r *Resolver) PurgeStudies() { r.studies.Purge() }

@@ -137,19 +137,6 @@ func TestEndpointsFallBackToReads(t *testing.T) {
 	}
 }
 
-func TestCacheIsBounded(t *testing.T) {
-	c := newCache[int](3, time.Now)
-	for i := 0; i < 10; i++ {
-		c.put(fmt.Sprint(i), i, time.Minute)
-	}
-	if n := c.len(); n != 3 {
-		t.Errorf("cache holds %d entries, bound is 3", n)
-	}
-	if v, ok := c.get("9"); !ok || v != 9 {
-		t.Errorf("the newest entry is missing")
-	}
-}
-
 func TestStudyCombinesImagingStudies(t *testing.T) {
 	s := newServer(t)
 	// Two ImagingStudies for one DICOM study (as two systems may create),

@@ -110,18 +110,18 @@ func (r *Resolver) Study(ctx context.Context, uid string) (_ *Study, err error) 
 	if r.cfg.TraceUIDs {
 		span.SetAttributes(attribute.String("fhir_imaging.study_uid", uid))
 	}
-	if s, ok := r.studies.get(uid); ok {
+	if s, ok := r.studies.Get(uid); ok {
 		r.cfg.OnCache("study", true)
 		span.SetAttributes(attribute.String("fhir_imaging.cache", "hit"))
 		return s, nil
 	}
 	r.cfg.OnCache("study", false)
 	span.SetAttributes(attribute.String("fhir_imaging.cache", "miss"))
-	fl, leader := r.stFlights.join(uid)
+	fl, leader := r.stFlights.Join(uid)
 	if !leader {
 		select {
-		case <-fl.done:
-			return fl.value, fl.err
+		case <-fl.Done:
+			return fl.Value, fl.Err
 		case <-ctx.Done():
 			return nil, &UpstreamError{Timeout: true, Err: ctx.Err()}
 		}
@@ -134,9 +134,9 @@ func (r *Resolver) Study(ctx context.Context, uid string) (_ *Study, err error) 
 		if !s.Known {
 			ttl = r.cfg.NegativeTTL
 		}
-		r.studies.put(uid, s, ttl)
+		r.studies.Put(uid, s, ttl)
 	}
-	r.stFlights.land(uid, fl, s, err)
+	r.stFlights.Land(uid, fl, s, err)
 	return s, err
 }
 
