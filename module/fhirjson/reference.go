@@ -37,10 +37,10 @@ func SplitReference(u string) (base, resourceType, id string) {
 	}
 	u = strings.TrimRight(stripHistory(strings.TrimRight(u, "/")), "/")
 	last, rest := lastSegment(u)
-	if prev, before := lastSegment(rest); rest != "" && isResourceType(prev) {
+	if prev, before := lastSegment(rest); rest != "" && IsResourceType(prev) {
 		return before, prev, last
 	}
-	if isResourceType(last) {
+	if IsResourceType(last) {
 		return rest, last, ""
 	}
 	return "", "", ""
@@ -55,9 +55,9 @@ func lastSegment(u string) (last, rest string) {
 	return u[i+1:], u[:i]
 }
 
-// isResourceType reports whether s looks like a FHIR resource type name:
+// IsResourceType reports whether s looks like a FHIR resource type name:
 // an upper-case letter, then letters.
-func isResourceType(s string) bool {
+func IsResourceType(s string) bool {
 	if s == "" || s[0] < 'A' || s[0] > 'Z' {
 		return false
 	}
