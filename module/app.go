@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/ttlcache"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
 )
 
@@ -34,6 +35,12 @@ type App struct {
 	// Without it, only Endpoints carried in a response itself are used and
 	// DICOMweb requests cannot be routed.
 	FHIR string `json:"fhir,omitempty"`
+
+	// FHIRCredentials, when set, authenticate the gateway's own requests to
+	// the FHIR server (look-ups for routing and for Endpoints, and
+	// Subscriptions) with an OAuth 2.0 client_credentials token. Default:
+	// none, the requests carry no credentials.
+	FHIRCredentials *ClientCredentials `json:"fhir_credentials,omitempty"`
 
 	// Archives are the DICOM archives the gateway may contact, by name.
 	// No request is ever sent to an address that is not one of them.
@@ -74,12 +81,20 @@ type App struct {
 	// TTL or a change made through this instance.
 	Subscribe string `json:"subscribe,omitempty"`
 
+	// Authorize, when set, requires a SMART bearer token on every DICOMweb
+	// and WADO-URI request and lets it read only the studies that the FHIR
+	// server shows that token. Default: none, and DICOMweb and WADO-URI are
+	// open to every client that can reach them (a warning says so at
+	// start).
+	Authorize *Authorize `json:"authorize,omitempty"`
+
 	// TraceUIDs puts study, series and instance UIDs and Endpoint ids on
 	// trace spans and in debug logs. Default: off, since UIDs identify
 	// patients' data.
 	TraceUIDs bool `json:"trace_uids,omitempty"`
 
 	resolver  *resolve.Resolver
+	members   *membership
 	addresses map[string]string // normalised address → archive name
 	names     []string          // archive names, sorted
 	logger    *zap.Logger
@@ -146,9 +161,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ar.metrics = a.metrics
 		ar.traceUIDs = a.TraceUIDs
 	}
+	lookups := &http.Client{Timeout: time.Duration(a.LookupTimeout)}
+	if a.FHIRCredentials != nil {
+		lookups = a.FHIRCredentials.client(lookups)
+	}
 	a.resolver = resolve.New(resolve.Config{
 		FHIRBase:    a.FHIR,
-		Client:      &http.Client{Timeout: time.Duration(a.LookupTimeout)},
+		Client:      lookups,
 		TTL:         time.Duration(a.CacheTTL),
 		NegativeTTL: time.Duration(a.NegativeTTL),
 		Timeout:     time.Duration(a.LookupTimeout),
@@ -159,7 +178,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		TraceUIDs:   a.TraceUIDs,
 	})
 	if a.Subscribe != "" {
-		a.subs = &subscriptions{fhir: a.FHIR, callback: a.Subscribe, client: &http.Client{Timeout: 10 * time.Second}, logger: a.logger}
+		subs := &http.Client{Timeout: 10 * time.Second}
+		if a.FHIRCredentials != nil {
+			subs = a.FHIRCredentials.client(subs)
+		}
+		a.subs = &subscriptions{fhir: a.FHIR, callback: a.Subscribe, client: subs, logger: a.logger}
+	}
+	a.members = &membership{held: ttlcache.New[bool](a.CacheSize, nil)}
+	if a.Authorize != nil {
+		a.Authorize.provision(a)
 	}
 	return nil
 }
@@ -216,6 +243,16 @@ func (a *App) Validate() error {
 			return fmt.Errorf("subscribe: %v", err)
 		}
 	}
+	if a.FHIRCredentials != nil {
+		if err := a.FHIRCredentials.validate(); err != nil {
+			return fmt.Errorf("fhir credentials: %v", err)
+		}
+	}
+	if a.Authorize != nil {
+		if err := a.Authorize.validate(a); err != nil {
+			return fmt.Errorf("authorize: %v", err)
+		}
+	}
 	for _, n := range []struct{ what, name string }{{"store_archive", a.StoreArchive}, {"default_archive", a.DefaultArchive}} {
 		if n.name != "" && a.Archives[n.name] == nil {
 			return fmt.Errorf("%s: no archive named %q", n.what, n.name)
@@ -224,8 +261,12 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start registers the FHIR Subscriptions, if configured, in the background.
+// Start registers the FHIR Subscriptions, if configured, in the background,
+// and warns when images are open to anyone.
 func (a *App) Start() error {
+	if a.Authorize == nil {
+		a.logger.Warn("DICOMweb and WADO-URI are open to every client that can reach them: no authorize block is configured")
+	}
 	if a.subs != nil {
 		a.subs.start()
 	}

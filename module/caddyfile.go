@@ -14,7 +14,12 @@ import (
 // UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
 //
 //	fhir_imaging {
-//		fhir            <base-url>
+//		fhir            <base-url> [{
+//			token_url     <url>
+//			client_id     <id>
+//			client_secret <secret>
+//			scope         <scope>...
+//		}]
 //		archive         <name> <dicomweb-url> {
 //			wado_uri            <wado-uri-url>
 //			endpoint_address    <url>...
@@ -29,6 +34,15 @@ import (
 //		default_archive <name>
 //		subscribe       <notify-url>
 //		trace_uids      on|off
+//		authorize {
+//			introspect   <url> {
+//				client_id     <id>
+//				client_secret <secret>
+//			}
+//			issuer       <url>
+//			decision_ttl <duration>
+//			cors         <origin>...
+//		}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option name
@@ -38,9 +52,27 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "fhir":
-			if !d.AllArgs(&a.FHIR) {
+			if !d.NextArg() {
 				return d.ArgErr()
 			}
+			a.FHIR = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			cc, err := unmarshalCredentials(d)
+			if err != nil {
+				return err
+			}
+			a.FHIRCredentials = cc
+		case "authorize":
+			if a.Authorize != nil {
+				return d.Err("authorize may appear only once")
+			}
+			az, err := unmarshalAuthorize(d)
+			if err != nil {
+				return err
+			}
+			a.Authorize = az
 		case "archive":
 			name, ar, err := unmarshalArchive(d)
 			if err != nil {
@@ -111,6 +143,107 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalCredentials reads the optional block of "fhir <url> { ... }",
+// the gateway's own client credentials; nil when there is none.
+func unmarshalCredentials(d *caddyfile.Dispenser) (*ClientCredentials, error) {
+	nesting := d.Nesting()
+	if !d.NextBlock(nesting) {
+		return nil, nil
+	}
+	cc := new(ClientCredentials)
+	for {
+		switch d.Val() {
+		case "token_url":
+			if !d.AllArgs(&cc.TokenURL) {
+				return nil, d.ArgErr()
+			}
+		case "client_id":
+			if !d.AllArgs(&cc.ClientID) {
+				return nil, d.ArgErr()
+			}
+		case "client_secret":
+			if !d.AllArgs(&cc.ClientSecret) {
+				return nil, d.ArgErr()
+			}
+		case "scope":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.ArgErr()
+			}
+			cc.Scopes = append(cc.Scopes, args...)
+		default:
+			return nil, d.Errf("unrecognized fhir subdirective '%s'", d.Val())
+		}
+		if !d.NextBlock(nesting) {
+			break
+		}
+	}
+	if cc.TokenURL == "" || cc.ClientID == "" {
+		return nil, d.Err("fhir credentials need token_url and client_id")
+	}
+	return cc, nil
+}
+
+// unmarshalAuthorize reads an "authorize { ... }" block.
+func unmarshalAuthorize(d *caddyfile.Dispenser) (*Authorize, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	az := new(Authorize)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "introspect":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			az.Introspect = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			for inner := d.Nesting(); d.NextBlock(inner); {
+				switch d.Val() {
+				case "client_id":
+					if !d.AllArgs(&az.ClientID) {
+						return nil, d.ArgErr()
+					}
+				case "client_secret":
+					if !d.AllArgs(&az.ClientSecret) {
+						return nil, d.ArgErr()
+					}
+				default:
+					return nil, d.Errf("unrecognized introspect subdirective '%s'", d.Val())
+				}
+			}
+		case "issuer":
+			if !d.AllArgs(&az.Issuer) {
+				return nil, d.ArgErr()
+			}
+		case "decision_ttl":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("decision_ttl must be a positive duration, not %q", v)
+			}
+			az.DecisionTTL = caddy.Duration(dur)
+		case "cors":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.ArgErr()
+			}
+			az.CORS = append(az.CORS, args...)
+		default:
+			return nil, d.Errf("unrecognized authorize subdirective '%s'", d.Val())
+		}
+	}
+	if az.Introspect == "" || az.ClientID == "" {
+		return nil, d.Err("authorize needs introspect <url> with client_id")
+	}
+	return az, nil
 }
 
 // unmarshalArchive reads one "archive <name> <url> [{ ... }]" line. The

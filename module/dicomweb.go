@@ -10,9 +10,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/tidwall/gjson"
 	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
+	"github.com/fhirimaging/caddy-fhir-imaging/module/access"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
@@ -89,8 +91,21 @@ func (h *DICOMweb) Validate() error {
 	return nil
 }
 
-// ServeHTTP routes one DICOMweb request.
+// ServeHTTP routes one DICOMweb request. With authorize, the request's
+// token is checked first: for the study the path names, for every study a
+// search answers, or for storing.
 func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	az := h.app.Authorize
+	var sess *access.Session
+	if az != nil {
+		if az.cors.Preflight(w, r) {
+			return nil
+		}
+		w = az.wrap(w, r)
+		if sess = az.authenticate(w, r, "dicomweb"); sess == nil {
+			return nil
+		}
+	}
 	rawPath := r.URL.EscapedPath()
 	req, err := dicom.ParsePath(rawPath)
 	if err != nil {
@@ -105,6 +120,10 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 			writeError(w, http.StatusMethodNotAllowed, "STOW-RS is not enabled: no store_archive is configured")
 			return nil
 		}
+		if sess != nil && !sess.Token.ImagingStore() {
+			az.deny(w, sess, "dicomweb", "storing needs a user/ or system/ scope that may create ImagingStudy")
+			return nil
+		}
 		ar = h.app.Archives[h.app.StoreArchive]
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		w.Header().Set("Allow", "GET, HEAD, POST")
@@ -116,15 +135,24 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 			writeError(w, http.StatusNotFound, "no archive is configured")
 			return nil
 		}
+		if sess != nil {
+			return h.fanOut(w, r, req, h.visibleOnly(r, sess))
+		}
 		if len(h.app.names) > 1 {
-			return h.fanOut(w, r, req)
+			return h.fanOut(w, r, req, nil)
 		}
 		ar = h.app.Archives[h.app.names[0]]
 	default:
+		if sess != nil && !az.mayReadStudy(w, r, sess, "dicomweb", req.Study) {
+			return nil
+		}
 		var loc *resolve.Study
 		ar, loc, err = routeStudy(h.app, r, req.Study, req.Series, fhirjson.WADORS)
 		if err != nil {
 			return answerError(w, err)
+		}
+		if sess != nil && req.Level != dicom.LevelStudy && !h.app.mayReach(w, r, sess, ar, "dicomweb", req.Study, req.Series, req.Instance) {
+			return nil
 		}
 		if req.Level == dicom.LevelStudy && loc != nil {
 			if names := loc.Archives(fhirjson.WADORS); len(names) > 1 {
@@ -141,6 +169,31 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		r.Header.Del("Accept-Encoding")
 	}
 	return h.proxy(w, r, ar, ar.base.Path+req.Path())
+}
+
+// visibleOnly returns the filter that keeps, of a search's answer, the
+// datasets of the studies the session's token may read; a dataset that
+// names no study goes.
+func (h *DICOMweb) visibleOnly(r *http.Request, sess *access.Session) keepFunc {
+	return func(datasets []gjson.Result) ([]gjson.Result, error) {
+		uids := make([]string, 0, len(datasets))
+		for _, ds := range datasets {
+			if uid := ds.Get("0020000D.Value.0").String(); dicom.ValidUID(uid) {
+				uids = append(uids, uid)
+			}
+		}
+		seen, err := h.app.Authorize.authorizer.Visible(r.Context(), sess, r.Header.Get("Authorization"), uids)
+		if err != nil {
+			return nil, err
+		}
+		kept := datasets[:0]
+		for _, ds := range datasets {
+			if seen[ds.Get("0020000D.Value.0").String()] {
+				kept = append(kept, ds)
+			}
+		}
+		return kept, nil
+	}
 }
 
 // routeStudy finds the archive that holds the given series (or study, when

@@ -28,57 +28,125 @@ var uidTags = map[string]string{
 }
 
 // fanOut answers a QIDO-RS search with no UID in the path by asking every
-// archive at once and merging the answers.
-func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Request) error {
-	return h.mergeJSON(w, r, h.archives(h.app.names), req.Path(), uidTags[req.Sub], true)
+// archive at once and merging the answers. keep, when not nil, filters the
+// merged datasets before the limit/offset window applies (access control).
+func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Request, keep keepFunc) error {
+	return h.mergeJSON(w, r, h.archives(h.app.names), req.Path(), uidTags[req.Sub], true, keep)
+}
+
+// keepFunc filters merged DICOM JSON datasets.
+type keepFunc func([]gjson.Result) ([]gjson.Result, error)
+
+// window is the limit/offset of a QIDO-RS search, applied to a merged list.
+type window struct {
+	limit, offset int // limit -1: none
 }
 
 // mergeJSON asks the given archives at once for path (with the request's
 // query) and answers with their JSON arrays merged: datasets are
 // de-duplicated by the attribute key (when they carry it) in archive order,
-// and, with window, limit/offset apply to the merged list rather than to
-// each archive. An archive that fails is left out and named in a Warning
-// header; when all fail the answer is 502.
-func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []*Archive, path, key string, window bool) error {
+// kept or dropped by keep (when not nil), and, with windowed, limit/offset
+// apply to the merged list rather than to each archive. An archive that
+// fails is left out and named in a Warning header; when all fail the
+// answer is 502.
+func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []*Archive, path, key string, windowed bool, keep keepFunc) error {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "malformed query string: "+err.Error())
 		return nil
 	}
-	limit, offset := -1, 0
-	if window {
-		if v := q.Get("limit"); v != "" {
-			if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
-				writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
-				return nil
-			}
-		}
-		if v := q.Get("offset"); v != "" {
-			if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
-				writeError(w, http.StatusBadRequest, "offset must be a non-negative integer")
-				return nil
-			}
-		}
-		// Each archive must return everything up to offset+limit, since
-		// the window applies to the merged list.
-		q.Del("offset")
-		if limit >= 0 {
-			q.Set("limit", strconv.Itoa(offset+limit))
+	win := window{limit: -1}
+	if windowed {
+		if win, err = takeWindow(q, keep != nil); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return nil
 		}
 	}
-	query := q.Encode()
+	answers := askAll(r, archives, path, q.Encode(), h.MaxJSONSize)
+	datasets, failed := h.combine(w, archives, answers, key)
+	if failed == len(archives) {
+		writeError(w, http.StatusBadGateway, "no archive answered")
+		return nil
+	}
+	if keep != nil {
+		if datasets, err = keep(datasets); err != nil {
+			h.app.Authorize.unavailable(w, "dicomweb", err)
+			return nil
+		}
+	}
+	datasets = win.apply(datasets)
+	body := make([]byte, 0, 2+len(datasets)*512)
+	body = append(body, '[')
+	for i, ds := range datasets {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, ds.Raw...)
+	}
+	body = append(body, ']')
+	if out, changed, err := dicom.RewriteURLs(body, h.rules(r)); err == nil && changed {
+		body = out
+	}
+	w.Header().Set("Content-Type", "application/dicom+json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, err = w.Write(body)
+	}
+	return err
+}
 
-	type answer struct {
-		body []byte
-		err  string
+// takeWindow reads limit and offset from q and rewrites q for the
+// archives: each must return everything up to offset+limit, since the
+// window applies to the merged list; with all, everything, since the
+// merged list is filtered before the window applies.
+func takeWindow(q url.Values, all bool) (window, error) {
+	win := window{limit: -1}
+	var err error
+	if v := q.Get("limit"); v != "" {
+		if win.limit, err = strconv.Atoi(v); err != nil || win.limit < 0 {
+			return win, errors.New("limit must be a non-negative integer")
+		}
 	}
-	answers := make([]answer, len(archives))
+	if v := q.Get("offset"); v != "" {
+		if win.offset, err = strconv.Atoi(v); err != nil || win.offset < 0 {
+			return win, errors.New("offset must be a non-negative integer")
+		}
+	}
+	q.Del("offset")
+	switch {
+	case all:
+		q.Del("limit")
+	case win.limit >= 0:
+		q.Set("limit", strconv.Itoa(win.offset+win.limit))
+	}
+	return win, nil
+}
+
+func (win window) apply(ds []gjson.Result) []gjson.Result {
+	ds = ds[min(win.offset, len(ds)):]
+	if win.limit >= 0 && win.limit < len(ds) {
+		ds = ds[:win.limit]
+	}
+	return ds
+}
+
+// archiveAnswer is one archive's answer to a merged request: its body, or
+// why it is left out.
+type archiveAnswer struct {
+	body []byte
+	err  string
+}
+
+// askAll sends the same GET to every archive at once.
+func askAll(r *http.Request, archives []*Archive, path, query string, limit int64) []archiveAnswer {
+	answers := make([]archiveAnswer, len(archives))
 	var wg sync.WaitGroup
 	for i, ar := range archives {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			status, body, err := ar.fetch(r, ar.base.Path+path, query, h.MaxJSONSize)
+			status, body, err := ar.fetch(r, ar.base.Path+path, query, "", limit)
 			switch {
 			case err != nil:
 				answers[i].err = err.Error()
@@ -91,10 +159,14 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 		}()
 	}
 	wg.Wait()
+	return answers
+}
 
+// combine concatenates the archives' JSON arrays, dropping the datasets
+// whose key attribute was already seen, and returns how many archives were
+// left out (named in a Warning header and the log).
+func (h *DICOMweb) combine(w http.ResponseWriter, archives []*Archive, answers []archiveAnswer, key string) (merged []gjson.Result, failed int) {
 	seen := map[string]bool{}
-	var merged [][]byte
-	failed := 0
 	leaveOut := func(ar *Archive, why string) {
 		failed++
 		h.app.metrics.mergeLeftOut.WithLabelValues(ar.name).Inc()
@@ -123,45 +195,28 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 					seen[uid] = true
 				}
 			}
-			merged = append(merged, []byte(ds.Raw))
+			merged = append(merged, ds)
 			return true
 		})
 	}
-	if failed == len(answers) {
-		writeError(w, http.StatusBadGateway, "no archive answered")
-		return nil
-	}
-	if offset > len(merged) {
-		offset = len(merged)
-	}
-	merged = merged[offset:]
-	if limit >= 0 && limit < len(merged) {
-		merged = merged[:limit]
-	}
-	body := append(append([]byte{'['}, bytes.Join(merged, []byte{','})...), ']')
-	if out, changed, err := dicom.RewriteURLs(body, h.rules(r)); err == nil && changed {
-		body = out
-	}
-	w.Header().Set("Content-Type", "application/dicom+json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, err = w.Write(body)
-	}
-	return err
+	return merged, failed
 }
 
 // fetch sends a GET for path and query to the archive through its proxy and
 // returns the whole answer, which must not exceed limit bytes. It is for the
-// JSON answers that the gateway combines; it runs with its own replacer and
+// JSON answers that the gateway reads; it runs with its own replacer and
 // variables so that several fetches of one client request may run at once.
-func (ar *Archive) fetch(r *http.Request, path, query string, limit int64) (int, []byte, error) {
+// accept, when not "", replaces the client's Accept header.
+func (ar *Archive) fetch(r *http.Request, path, query, accept string, limit int64) (int, []byte, error) {
 	rr := subrequest(r)
 	rr.Method = http.MethodGet
 	rr.Body = http.NoBody
 	rr.ContentLength = 0
 	rr.Header.Del("Accept-Encoding")
 	rr.Header.Del("Content-Length")
+	if accept != "" {
+		rr.Header.Set("Accept", accept)
+	}
 	sink := &memoryWriter{header: http.Header{}, limit: limit}
 	if _, err := ar.serve(sink, rr, path, query, "dicomweb"); err != nil {
 		return 0, nil, err

@@ -18,6 +18,10 @@ type metrics struct {
 	routed        *prometheus.CounterVec
 	mergeLeftOut  *prometheus.CounterVec
 	invalidations *prometheus.CounterVec
+
+	accessDecisions    *prometheus.CounterVec
+	accessChecks       *prometheus.CounterVec
+	accessCheckSeconds *prometheus.HistogramVec
 }
 
 const namespace = "caddy_fhir_imaging"
@@ -60,15 +64,30 @@ func newMetrics(reg prometheus.Registerer, size func(cache string) int, hitRatio
 			Namespace: namespace, Name: "cache_invalidations_total",
 			Help: "Cache entries dropped because a resource changed, by resource type and source (gateway, subscription, admin).",
 		}, []string{"resource", "source"}),
+		accessDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "access_refusals_total",
+			Help: "Requests refused by access control (authorize), by handler and result (unauthenticated, forbidden, unavailable).",
+		}, []string{"handler", "result"}),
+		accessChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "access_checks_total",
+			Help: "Questions asked for access decisions, by kind (introspect, fhir_lookup) and result (active, inactive, ok, error); cached answers are not counted.",
+		}, []string{"kind", "result"}),
+		accessCheckSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "access_check_duration_seconds",
+			Help:    "Time taken by the questions asked for access decisions, by kind (introspect, fhir_lookup).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"kind"}),
 	}
 	var err error
-	for _, v := range []**prometheus.CounterVec{&m.rewrites, &m.injected, &m.cacheLookups, &m.fetches, &m.routed, &m.mergeLeftOut, &m.invalidations} {
+	for _, v := range []**prometheus.CounterVec{&m.rewrites, &m.injected, &m.cacheLookups, &m.fetches, &m.routed, &m.mergeLeftOut, &m.invalidations, &m.accessDecisions, &m.accessChecks} {
 		if *v, err = register(reg, *v); err != nil {
 			return nil, err
 		}
 	}
-	if m.fetchSeconds, err = register(reg, m.fetchSeconds); err != nil {
-		return nil, err
+	for _, v := range []**prometheus.HistogramVec{&m.fetchSeconds, &m.accessCheckSeconds} {
+		if *v, err = register(reg, *v); err != nil {
+			return nil, err
+		}
 	}
 	var gauges []prometheus.Collector
 	for _, cache := range []string{"endpoint", "study"} {
@@ -109,4 +128,9 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 func (m *metrics) fetched(kind, result string, d time.Duration) {
 	m.fetches.WithLabelValues(kind, result).Inc()
 	m.fetchSeconds.WithLabelValues(kind).Observe(d.Seconds())
+}
+
+func (m *metrics) accessCheck(kind, result string, d time.Duration) {
+	m.accessChecks.WithLabelValues(kind, result).Inc()
+	m.accessCheckSeconds.WithLabelValues(kind).Observe(d.Seconds())
 }

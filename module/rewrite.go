@@ -172,10 +172,24 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // every other answer streams through with its URL headers rebased.
 func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	b := h.requestBases(r)
+	if az := h.app.Authorize; az != nil {
+		if az.cors != nil {
+			if az.cors.Preflight(w, r) {
+				return nil
+			}
+			w = newHookWriter(w, func(hdr http.Header) { az.cors.Decorate(hdr, r) })
+		}
+		switch rel := h.relativePath(r); {
+		case rel == smartConfigurationPath && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			return h.serveSMARTConfiguration(w, r, next, b)
+		case !h.guardSearch(w, r, rel, b):
+			return nil
+		}
+	}
 	h.writeBack(r, b)
 	watch := watchWrite(r)
 	if b.toPublic != nil {
-		w = &headerRebaser{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, tr: b.toPublic}
+		w = newHookWriter(w, rebaseURLHeaders(b.toPublic))
 	}
 	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
 		h.app.metrics.rewrites.WithLabelValues("passthrough_method").Inc()

@@ -26,11 +26,11 @@ func (h *DICOMweb) serveSplitStudy(w http.ResponseWriter, r *http.Request, req d
 	h.logger.Debug("study spread over several archives: merging", zap.Int("archives", len(archives)), zap.String("sub", req.Sub))
 	switch req.Sub {
 	case "metadata":
-		return true, h.mergeJSON(w, r, archives, req.Path(), "00080018", false)
+		return true, h.mergeJSON(w, r, archives, req.Path(), "00080018", false, nil)
 	case "series":
-		return true, h.mergeJSON(w, r, archives, req.Path(), "0020000E", true)
+		return true, h.mergeJSON(w, r, archives, req.Path(), "0020000E", true, nil)
 	case "instances":
-		return true, h.mergeJSON(w, r, archives, req.Path(), "00080018", true)
+		return true, h.mergeJSON(w, r, archives, req.Path(), "00080018", true, nil)
 	case "":
 		return true, h.mergeMultipart(w, r, req, archives)
 	}

@@ -262,43 +262,18 @@ func rebaseHeader(tr *fhirjson.Transformer, name, v string) (string, bool) {
 // urlHeaders are the response headers that carry FHIR URLs.
 var urlHeaders = []string{"Location", "Content-Location", "Link"}
 
-// headerRebaser swaps upstream addresses for public ones in the URL headers
-// of an answer at the moment its header is written, whether its body is
-// then buffered, rewritten or streamed.
-type headerRebaser struct {
-	*caddyhttp.ResponseWriterWrapper
-	tr    *fhirjson.Transformer
-	wrote bool
-}
-
-func (w *headerRebaser) WriteHeader(status int) {
-	if !w.wrote {
-		hdr := w.ResponseWriterWrapper.Header()
+// rebaseURLHeaders returns a hook that swaps upstream addresses for public
+// ones in the URL headers of an answer when its header is written, whether
+// its body is then buffered, rewritten or streamed.
+func rebaseURLHeaders(tr *fhirjson.Transformer) func(http.Header) {
+	return func(hdr http.Header) {
 		for _, name := range urlHeaders {
 			vals := hdr.Values(name) // the header's own slice: edited in place
 			for i, v := range vals {
-				if nv, ok := rebaseHeader(w.tr, name, v); ok {
+				if nv, ok := rebaseHeader(tr, name, v); ok {
 					vals[i] = nv
 				}
 			}
 		}
-		if status >= 200 {
-			w.wrote = true
-		}
 	}
-	w.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (w *headerRebaser) Write(p []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriterWrapper.Write(p)
-}
-
-func (w *headerRebaser) ReadFrom(r io.Reader) (int64, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriterWrapper.ReadFrom(r)
 }

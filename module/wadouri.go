@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/fhirimaging/caddy-fhir-imaging/module/access"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 )
@@ -44,8 +45,22 @@ func (h *WADOURI) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// ServeHTTP routes one WADO-URI request.
+// ServeHTTP routes one WADO-URI request. With authorize, the request's
+// token must be allowed the study, and the archive must hold the object
+// within that study and series: WADO-URI archives may find an object by its
+// objectUID alone.
 func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	az := h.app.Authorize
+	var sess *access.Session
+	if az != nil {
+		if az.cors.Preflight(w, r) {
+			return nil
+		}
+		w = az.wrap(w, r)
+		if sess = az.authenticate(w, r, "wado_uri"); sess == nil {
+			return nil
+		}
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, "WADO-URI takes GET or HEAD only")
@@ -60,9 +75,15 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if err != nil {
 		return answerError(w, err)
 	}
+	if sess != nil && !az.mayReadStudy(w, r, sess, "wado_uri", ref.Study) {
+		return nil
+	}
 	ar, _, err := routeStudy(h.app, r, ref.Study, ref.Series, fhirjson.WADOURI)
 	if err != nil {
 		return answerError(w, err)
+	}
+	if sess != nil && !h.app.mayReach(w, r, sess, ar, "wado_uri", ref.Study, ref.Series, ref.Object) {
+		return nil
 	}
 	if ar.uriBase == nil {
 		writeError(w, http.StatusNotFound, "archive "+ar.name+" holds this series but has no wado_uri base configured")
