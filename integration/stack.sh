@@ -18,7 +18,7 @@
 #     stack_start orthanc medplum                  # any COMPONENTs, in order
 #     ...; stack_stop                              # everything (or stack_stop NAME...)
 #
-# COMPONENTs: orthanc-a orthanc-b orthanc (= both) hapi medplum gateway all
+# COMPONENTs: orthanc-a orthanc-b orthanc (= both) hapi medplum gateway auth all
 #             (all = orthanc hapi medplum gateway)
 #
 # Environment (defaults):
@@ -30,8 +30,10 @@
 #   MEDPLUM_PORT 8090 (FHIR at /fhir/)
 #   GATEWAY_PORT 8000, CADDY_BIN <repo>/caddy, GATEWAY_CADDYFILE caddyfile/examples/stack.Caddyfile
 #                     (its FHIR upstream: FHIR_UPSTREAM_HOST, default 127.0.0.1:8080 = hapi)
+#   AUTH_PORT 9000    (auth/server.mjs, OAuth 2.0/SMART authorization server; ready when
+#                     /.well-known/openid-configuration is 200; AUTH_* env passes through)
 #   STACK_ALLOW_HOST_NETWORK=1   skip the private-namespace check (don't)
-#   *_START_TIMEOUT   seconds to wait for readiness (orthanc 30, hapi 300, medplum 90, gateway 30)
+#   *_START_TIMEOUT   seconds to wait for readiness (orthanc 30, hapi 300, medplum 90, gateway 30, auth 30)
 
 _STACK_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _STACK_REPO="$(cd "$_STACK_HERE/.." && pwd)"
@@ -41,9 +43,10 @@ _STACK_REPO="$(cd "$_STACK_HERE/.." && pwd)"
 : "${HAPI_PORT:=8080}"
 : "${MEDPLUM_PORT:=8090}"
 : "${GATEWAY_PORT:=8000}"
+: "${AUTH_PORT:=9000}"
 : "${CADDY_BIN:=$_STACK_REPO/caddy}"
 : "${GATEWAY_CADDYFILE:=$_STACK_REPO/caddyfile/examples/stack.Caddyfile}"
-export ORTHANC_A_HTTP_PORT ORTHANC_B_HTTP_PORT HAPI_PORT MEDPLUM_PORT GATEWAY_PORT
+export ORTHANC_A_HTTP_PORT ORTHANC_B_HTTP_PORT HAPI_PORT MEDPLUM_PORT GATEWAY_PORT AUTH_PORT
 export ORTHANC_A_URL="http://127.0.0.1:$ORTHANC_A_HTTP_PORT"
 export ORTHANC_B_URL="http://127.0.0.1:$ORTHANC_B_HTTP_PORT"
 export ORTHANC_A_DICOMWEB="$ORTHANC_A_URL/dicom-web"
@@ -53,6 +56,7 @@ export ORTHANC_B_WADO_URI="$ORTHANC_B_URL/pacs/wado"
 export HAPI_FHIR_BASE="http://127.0.0.1:$HAPI_PORT/fhir"
 export MEDPLUM_FHIR_BASE="http://127.0.0.1:$MEDPLUM_PORT/fhir"
 export GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+export AUTH_URL="http://127.0.0.1:$AUTH_PORT"
 
 declare -gA STACK_PIDS=()
 declare -ga STACK_ORDER=()
@@ -158,6 +162,14 @@ _stack_start_gateway() {
   _stack_wait_http gateway "$GATEWAY_URL/" "${GATEWAY_START_TIMEOUT:-30}" any
 }
 
+_stack_start_auth() {
+  [ -d "$_STACK_HERE/node_modules/oidc-provider" ] || { _stack_log "auth: node_modules missing, run integration/install.sh"; return 1; }
+  _stack_log "starting auth on :$AUTH_PORT ..."
+  _stack_spawn auth env AUTH_PORT="$AUTH_PORT" node --no-warnings "$_STACK_HERE/auth/server.mjs" \
+    || return $(( $? == 2 ? 0 : 1 ))
+  _stack_wait_http auth "$AUTH_URL/.well-known/openid-configuration" "${AUTH_START_TIMEOUT:-30}"
+}
+
 stack_start() {
   stack_check_netns || return 1
   stack_run_dir
@@ -167,7 +179,7 @@ stack_start() {
     case "$c" in
       all) comps+=(orthanc-a orthanc-b hapi medplum gateway) ;;
       orthanc) comps+=(orthanc-a orthanc-b) ;;
-      orthanc-a|orthanc-b|hapi|medplum|gateway) comps+=("$c") ;;
+      orthanc-a|orthanc-b|hapi|medplum|gateway|auth) comps+=("$c") ;;
       *) _stack_log "unknown component '$c'"; return 1 ;;
     esac
   done
@@ -178,6 +190,7 @@ stack_start() {
       hapi) _stack_start_hapi ;;
       medplum) _stack_start_medplum ;;
       gateway) _stack_start_gateway ;;
+      auth) _stack_start_auth ;;
     esac || { _stack_log "failed to start $c"; return 1; }
   done
 }
@@ -247,7 +260,7 @@ stack_install_trap() {
 stack_env() {
   local v
   for v in STACK_RUN_DIR ORTHANC_A_URL ORTHANC_B_URL ORTHANC_A_DICOMWEB ORTHANC_B_DICOMWEB \
-           ORTHANC_A_WADO_URI ORTHANC_B_WADO_URI HAPI_FHIR_BASE MEDPLUM_FHIR_BASE GATEWAY_URL; do
+           ORTHANC_A_WADO_URI ORTHANC_B_WADO_URI HAPI_FHIR_BASE MEDPLUM_FHIR_BASE GATEWAY_URL AUTH_URL; do
     printf '%s=%q\n' "$v" "${!v:-}"
   done
 }
