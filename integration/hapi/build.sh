@@ -30,7 +30,7 @@ make_cds_archive() {
 	echo "[hapi] training start for the CDS archive (one start of the server on port ${HAPI_CDS_PORT:-18089})..."
 	rm -f "$CDS_ARCHIVE"
 	# The JVM flags must match run.sh's default ones for the archive to be accepted.
-	HAPI_PORT=${HAPI_CDS_PORT:-18089} HAPI_DB_DIR="" "${JAVA:-java}" \
+	HAPI_PORT=${HAPI_CDS_PORT:-18089} HAPI_DB_DIR="" HAPI_AUTH_INTROSPECT="" "${JAVA:-java}" \
 		-Xms256m -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.net.preferIPv4Stack=true \
 		-XX:ArchiveClassesAtExit="$CDS_ARCHIVE" -Xlog:cds=off -Xlog:cds+dynamic=off \
 		-Dhapi.cds.training=true -jar "$JAR" >target/cds-training.log 2>&1 \

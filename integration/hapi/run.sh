@@ -8,6 +8,12 @@
 #   HAPI_SERVER_ADDRESS  fixed base URL for links in responses (default: taken from each request's Host header)
 #   HAPI_LOG_LEVEL  root log level (default WARN)
 #   HAPI_JAVA_OPTS  JVM flags (default below)
+#   HAPI_AUTH_INTROSPECT  RFC 7662 token introspection URL, e.g. http://127.0.0.1:9000/token/introspection.
+#                   Set: every request but GET /metadata needs a SMART bearer token, enforced by HAPI's
+#                   authorization/search-narrowing/consent interceptors (README.md). Unset (default): open.
+#   HAPI_AUTH_CLIENT_ID      client id HAPI introspects as, HTTP Basic (default hapi-fhir)
+#   HAPI_AUTH_CLIENT_SECRET  its secret (default hapi-secret)
+#   HAPI_AUTH_CACHE_SECONDS  how long an introspection answer is reused, never past the token's exp (default 5; 0: never)
 set -euo pipefail
 cd "$(dirname "$0")"
 JAR=target/hapi-server.jar

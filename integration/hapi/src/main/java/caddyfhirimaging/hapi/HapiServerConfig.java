@@ -31,6 +31,7 @@ import ca.uhn.fhir.rest.server.util.ISearchParamRegistry;
 import jakarta.persistence.EntityManagerFactory;
 import org.apache.commons.dbcp2.BasicDataSource;
 import org.hl7.fhir.dstu2.model.Subscription.SubscriptionChannelType;
+import org.slf4j.LoggerFactory;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
@@ -40,6 +41,7 @@ import org.springframework.orm.jpa.JpaTransactionManager;
 import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 
 import javax.sql.DataSource;
+import java.net.URI;
 import java.time.Duration;
 import java.util.Properties;
 
@@ -97,6 +99,12 @@ public class HapiServerConfig {
 		s.setExpungeEnabled(true);
 		s.setAllowMultipleDelete(true);
 		s.setFetchSizeDefaultMaximum(10000);
+		if (smartAuthEnabled()) {
+			// HAPI runs a batch's GET entries in parallel threads that share the request's user data and
+			// authorization rules, which are not thread-safe (ConcurrentModificationException in
+			// CompartmentSearchParameterModifications): run them one after the other.
+			s.setBundleBatchPoolSize(1);
+		}
 		return s;
 	}
 
@@ -207,6 +215,33 @@ public class HapiServerConfig {
 
 		server.setDefaultResponseEncoding(EncodingEnum.JSON);
 		server.setETagSupport(ETagSupportEnum.ENABLED);
+		registerSmartAuth(server);
 		return server;
+	}
+
+	static boolean smartAuthEnabled() {
+		return !Settings.get("hapi.auth.introspect", "HAPI_AUTH_INTROSPECT", "").isEmpty();
+	}
+
+	/**
+	 * Only when HAPI_AUTH_INTROSPECT (or -Dhapi.auth.introspect) names an RFC 7662 introspection endpoint:
+	 * SMART on FHIR bearer tokens are required and enforced through HAPI's authorization, search-narrowing
+	 * and consent interceptors. Without it the server stays open.
+	 */
+	static void registerSmartAuth(RestfulServer theServer) {
+		if (!smartAuthEnabled()) {
+			return;
+		}
+		String introspect = Settings.get("hapi.auth.introspect", "HAPI_AUTH_INTROSPECT", "");
+		BearerTokens tokens = new BearerTokens(new TokenIntrospector(
+				URI.create(introspect),
+				Settings.get("hapi.auth.client.id", "HAPI_AUTH_CLIENT_ID", "hapi-fhir"),
+				Settings.get("hapi.auth.client.secret", "HAPI_AUTH_CLIENT_SECRET", "hapi-secret"),
+				Integer.parseInt(Settings.get("hapi.auth.cache.seconds", "HAPI_AUTH_CACHE_SECONDS", "5"))));
+		theServer.registerInterceptor(new SmartAuthorizationInterceptor(tokens));
+		theServer.registerInterceptor(new SmartSearchNarrowingInterceptor(tokens));
+		theServer.registerInterceptor(new ProxyConsentInterceptor(tokens));
+		LoggerFactory.getLogger(HapiServerConfig.class)
+				.info("SMART on FHIR bearer tokens required; introspection at {}", introspect);
 	}
 }
