@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, size func(cache string) int, hitRatio
 		}, []string{"outcome"}),
 		injected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "injected_urls_total",
-			Help: "URLs injected into ImagingStudy resources, by kind (series_wado_rs, instance).",
+			Help: "What fhir_rewrite put into answers, by kind: series and instance URLs, and Endpoint addresses (endpoint_address).",
 		}, []string{"kind"}),
 		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_lookups_total",

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -32,6 +33,14 @@ const (
 	ModeProxy = "proxy"
 	// ModeDirect points injected URLs at the Endpoint's own address.
 	ModeDirect = "direct"
+)
+
+// Endpoint address modes.
+const (
+	// AddressesPublic answers archive Endpoints with the gateway's base.
+	AddressesPublic = "public"
+	// AddressesStored answers Endpoints as the FHIR server stores them.
+	AddressesStored = "stored"
 )
 
 // FHIRRewrite is HTTP middleware for FHIR routes, placed before
@@ -80,6 +89,17 @@ type FHIRRewrite struct {
 	// honoured only from the server's trusted_proxies).
 	PublicBase string `json:"public_base,omitempty"`
 
+	// EndpointAddresses says what the address of an Endpoint that maps to a
+	// configured archive looks like in answers (read, searched, included or
+	// contained): "public", the gateway's own DICOMweb base (or WADO-URI
+	// base, for a WADO-URI Endpoint), so that clients that build URLs from
+	// Endpoint.address (SMART Imaging Access apps) come through the gateway
+	// and never see an archive's internal address; or "stored", as the FHIR
+	// server has it. In mode direct it is always "stored". When a client
+	// writes back an Endpoint whose address is the gateway's base, the
+	// stored address is put back. Default: public.
+	EndpointAddresses string `json:"endpoint_addresses,omitempty"`
+
 	// DisableRebase turns off swapping the upstream FHIR base (the
 	// fhir_imaging app's fhir setting) for the public base in answers and
 	// back in requests. Default: false, so the bases are swapped whenever
@@ -91,6 +111,7 @@ type FHIRRewrite struct {
 	dropExt    []string // the injected extensions' URLs, removed on write-back
 	localBases []string
 	upPath     string // path of the upstream FHIR base
+	reads      *http.Client
 	logger     *zap.Logger
 }
 
@@ -117,6 +138,9 @@ func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
 	if h.ExtensionBase == "" {
 		h.ExtensionBase = fhirjson.DefaultExtensionBase
 	}
+	if h.EndpointAddresses == "" {
+		h.EndpointAddresses = AddressesPublic
+	}
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = 32 << 20
 	}
@@ -130,6 +154,7 @@ func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading fhir_imaging app: %v", err)
 	}
 	h.app = appIface.(*App)
+	h.reads = &http.Client{Timeout: time.Duration(h.app.LookupTimeout)}
 	if h.app.FHIR != "" {
 		h.localBases = []string{fhirjson.NormalizeBase(h.app.FHIR)}
 		if i := strings.Index(h.app.FHIR, "://"); i >= 0 {
@@ -145,6 +170,9 @@ func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
 func (h *FHIRRewrite) Validate() error {
 	if h.Mode != ModeProxy && h.Mode != ModeDirect {
 		return fmt.Errorf("mode must be %q or %q, not %q", ModeProxy, ModeDirect, h.Mode)
+	}
+	if h.EndpointAddresses != AddressesPublic && h.EndpointAddresses != AddressesStored {
+		return fmt.Errorf("endpoint_addresses must be %q or %q, not %q", AddressesPublic, AddressesStored, h.EndpointAddresses)
 	}
 	for _, b := range []string{h.DICOMwebBase, h.WADOURIBase} {
 		if strings.HasPrefix(b, "/") {
@@ -186,7 +214,10 @@ func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 			return nil
 		}
 	}
-	h.writeBack(r, b)
+	if err := h.writeBack(r, b); err != nil {
+		writeOutcome(w, http.StatusServiceUnavailable, "transient", err.Error())
+		return nil
+	}
 	watch := watchWrite(r)
 	if b.toPublic != nil {
 		w = newHookWriter(w, rebaseURLHeaders(b.toPublic))
@@ -337,9 +368,12 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body
 }
 
 // inject adds the WADO-RS and WADO-URI extensions to the ImagingStudies of
-// a successful answer, and reports whether it did.
+// a successful answer, gives its archive Endpoints the gateway's address
+// (see EndpointAddresses), and reports whether it changed anything.
 func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
-	if status < 200 || status > 299 || !bytes.Contains(body, []byte(`"ImagingStudy"`)) {
+	readdress := h.readdressing()
+	if status < 200 || status > 299 ||
+		!bytes.Contains(body, []byte(`"ImagingStudy"`)) && !(readdress && bytes.Contains(body, []byte(`"Endpoint"`))) {
 		return nil, false
 	}
 	local := append(h.localBases[:len(h.localBases):len(h.localBases)], fhirjson.NormalizeBase(b.seen), fhirjson.NormalizeBase(b.public))
@@ -349,7 +383,7 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, 
 		*outcome = "passthrough_malformed"
 		return nil, false
 	}
-	if len(doc.Studies) == 0 {
+	if len(doc.Studies) == 0 && len(doc.Endpoints) == 0 {
 		return nil, false
 	}
 	var fetched map[string]fhirjson.Endpoint
@@ -378,12 +412,21 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, 
 		}
 		return b
 	}
-	out, changed, stats := doc.Inject(plan, h.ext)
+	var addresses fhirjson.Readdress
+	if readdress {
+		addresses = func(site *fhirjson.EndpointSite) (string, bool) {
+			return h.publicAddress(site.Endpoint, rsBase, uriBase)
+		}
+	}
+	out, changed, stats := doc.Rewrite(plan, addresses, h.ext)
 	h.app.metrics.injected.WithLabelValues("series").Add(float64(stats.Series))
 	h.app.metrics.injected.WithLabelValues("instance").Add(float64(stats.Instances))
+	h.app.metrics.injected.WithLabelValues("endpoint_address").Add(float64(stats.Endpoints))
 	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("fhir_imaging.studies", len(doc.Studies)),
-		attribute.Int("fhir_imaging.series_urls", stats.Series), attribute.Int("fhir_imaging.instance_urls", stats.Instances))
-	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series), zap.Int("instance_urls", stats.Instances))
+		attribute.Int("fhir_imaging.series_urls", stats.Series), attribute.Int("fhir_imaging.instance_urls", stats.Instances),
+		attribute.Int("fhir_imaging.endpoint_addresses", stats.Endpoints))
+	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series),
+		zap.Int("instance_urls", stats.Instances), zap.Int("endpoint_addresses", stats.Endpoints))
 	return out, changed
 }
 

@@ -175,14 +175,16 @@ func (h *FHIRRewrite) requestBases(r *http.Request) bases {
 
 // writeBack prepares a request that writes to the FHIR server: a JSON body
 // (a resource, a Bundle, a JSON Patch or a FHIRPath Patch) up to
-// MaxBodySize loses the extensions this gateway injects and has the public
-// base swapped for the upstream one; everything else in it stays as it was.
-// Larger, compressed or non-JSON bodies go on unchanged.
-func (h *FHIRRewrite) writeBack(r *http.Request, b bases) {
+// MaxBodySize loses the extensions this gateway injects, has the public
+// base swapped for the upstream one, and gets back the stored addresses of
+// the Endpoints it was given the gateway's address in; everything else in
+// it stays as it was. Larger, compressed or non-JSON bodies go on
+// unchanged. An error means the request must not go on.
+func (h *FHIRRewrite) writeBack(r *http.Request, b bases) error {
 	switch r.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
 	default:
-		return
+		return nil
 	}
 	var rules []fhirjson.Rebase
 	if b.toPublic != nil {
@@ -198,29 +200,29 @@ func (h *FHIRRewrite) writeBack(r *http.Request, b bases) {
 		}
 	}
 	if r.Body == nil || r.Body == http.NoBody {
-		return
+		return nil
 	}
 	if ce := strings.TrimSpace(r.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
-		return
+		return nil
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	patch := fhirjson.NotPatch
 	switch {
 	case err != nil:
-		return
+		return nil
 	case mt == "application/json-patch+json":
 		patch = fhirjson.JSONPatch
 	case !isFHIRJSON(mt):
-		return
+		return nil
 	}
 	if r.ContentLength > h.MaxBodySize {
-		return
+		return nil
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.MaxBodySize+1))
 	if err != nil || int64(len(body)) > h.MaxBodySize {
 		// Too large (or cut short): what was read goes first, the rest follows.
 		r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
-		return
+		return nil
 	}
 	_ = r.Body.Close()
 	out := body
@@ -231,7 +233,13 @@ func (h *FHIRRewrite) writeBack(r *http.Request, b bases) {
 			h.logger.Debug("write-back: request body cleaned", zap.Int("before", len(body)), zap.Int("after", len(out)))
 		}
 	}
+	if h.readdressing() && patch == fhirjson.NotPatch {
+		if out, err = h.restoreAddresses(r, out, b); err != nil {
+			return err
+		}
+	}
 	setBody(r, out)
+	return nil
 }
 
 type readCloser struct {

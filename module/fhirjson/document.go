@@ -26,6 +26,9 @@ type Document struct {
 	body string
 	// Studies lists every ImagingStudy found, in document order.
 	Studies []*Study
+	// Endpoints lists every Endpoint resource found, standalone or
+	// contained, in document order.
+	Endpoints []*EndpointSite
 	// byFullURL and byID hold the Endpoint resources found in the document
 	// outside of contained lists (Bundle entries, operation outputs).
 	byFullURL map[string]*Endpoint
@@ -64,6 +67,20 @@ type Instance struct {
 	ext gjson.Result
 }
 
+// EndpointSite is an Endpoint resource as it sits in a Document.
+type EndpointSite struct {
+	// Endpoint is what it says.
+	Endpoint Endpoint
+	// Container is "<Type>/<id>" of the resource that contains it, for a
+	// contained Endpoint ("<Type>/" when that resource has no id); "" for
+	// a standalone one.
+	Container string
+	address   gjson.Result // the address member's value
+}
+
+// Address returns the Endpoint's address exactly as the document has it.
+func (s *EndpointSite) Address() string { return s.address.String() }
+
 // Ref is an Endpoint reference of a study or series. It is resolved either
 // from the document (contained resources, Bundle entries) or, when ID is set,
 // from a look-up against the FHIR server.
@@ -90,7 +107,7 @@ func Scan(body []byte, opts ScanOptions) (*Document, error) {
 	root.Index = start
 	d := &Document{body: s, byFullURL: map[string]*Endpoint{}, byID: map[string]*Endpoint{}, opts: opts}
 	var pending []pendingStudy
-	d.walk(root, "", nil, &pending)
+	d.walk(root, "", "", nil, &pending)
 	for _, p := range pending {
 		d.Studies = append(d.Studies, d.study(p.obj, p.scope))
 	}
@@ -103,13 +120,14 @@ type pendingStudy struct {
 }
 
 // walk visits v looking for resources. fullURL is the Bundle entry fullUrl of
-// v when v is an entry's resource; scope holds the contained Endpoints
-// visible from v.
-func (d *Document) walk(v gjson.Result, fullURL string, scope map[string]*Endpoint, pending *[]pendingStudy) {
+// v when v is an entry's resource; container is "<Type>/<id>" of the
+// resource whose contained list v is (or is in); scope holds the contained
+// Endpoints visible from v.
+func (d *Document) walk(v gjson.Result, fullURL, container string, scope map[string]*Endpoint, pending *[]pendingStudy) {
 	switch {
 	case v.IsArray():
 		v.ForEach(func(_, e gjson.Result) bool {
-			d.walk(e, "", scope, pending)
+			d.walk(e, "", container, scope, pending)
 			return true
 		})
 	case v.IsObject():
@@ -138,11 +156,12 @@ func (d *Document) walk(v gjson.Result, fullURL string, scope map[string]*Endpoi
 		case "ImagingStudy":
 			*pending = append(*pending, pendingStudy{obj: v, scope: scope})
 			if c := contained; c.IsArray() {
-				d.walk(c, "", scope, pending)
+				d.walk(c, "", rt+"/"+v.Get("id").String(), scope, pending)
 			}
 			return
 		case "Endpoint":
 			e, _ := parseEndpoint(v)
+			d.Endpoints = append(d.Endpoints, &EndpointSite{Endpoint: e, Container: container, address: v.Get("address")})
 			if fullURL != "" {
 				d.byFullURL[stripHistory(fullURL)] = &e
 			}
@@ -158,11 +177,16 @@ func (d *Document) walk(v gjson.Result, fullURL string, scope map[string]*Endpoi
 			if !e.IsObject() && !e.IsArray() {
 				return true
 			}
-			u := ""
-			if k.String() == "resource" {
+			u, in := "", ""
+			switch k.String() {
+			case "resource":
 				u = entryURL
+			case "contained":
+				if rt != "" {
+					in = rt + "/" + v.Get("id").String()
+				}
 			}
-			d.walk(e, u, scope, pending)
+			d.walk(e, u, in, scope, pending)
 			return true
 		})
 	}

@@ -338,3 +338,45 @@ func TestSplitReference(t *testing.T) {
 		}
 	}
 }
+
+func TestRewriteReaddressesEndpoints(t *testing.T) {
+	body := `{"resourceType":"Bundle","type":"searchset","entry":[
+ {"fullUrl":"http://fhir/Endpoint/a","resource":{"resourceType":"Endpoint","id":"a","status":"active","connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"dicom-wado-rs"},"address":"http://pacs-a:8042/dicom-web"}},
+ {"resource":{"resourceType":"ImagingStudy","id":"s","contained":[{"resourceType":"Endpoint","id":"c","status":"active","connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"dicom-wado-uri"},"address":"http://pacs-b/wado"}],
+  "identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2"}],"endpoint":[{"reference":"#c"}],"series":[{"uid":"1.2.1","endpoint":[{"reference":"Endpoint/a"}]}]}},
+ {"resource":{"resourceType":"Endpoint","id":"other","address":"http://elsewhere/dw"}}]}`
+	doc, err := Scan([]byte(body), ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Endpoints) != 3 || doc.Endpoints[0].Container != "" || doc.Endpoints[1].Container != "ImagingStudy/s" {
+		t.Fatalf("Endpoints %+v", doc.Endpoints)
+	}
+	out, changed, stats := doc.Rewrite(func(st *Study, se *Series) Bases {
+		return Bases{WADORS: "https://gw/wado-rs"}
+	}, func(site *EndpointSite) (string, bool) {
+		switch site.Endpoint.Address {
+		case "http://pacs-a:8042/dicom-web":
+			return "https://gw/wado-rs", true
+		case "http://pacs-b/wado":
+			return `https://gw/wado?"q"`, true
+		}
+		return "", false
+	}, ExtensionsFor(DefaultExtensionBase))
+	if !changed || stats.Endpoints != 2 || stats.Series != 1 {
+		t.Fatalf("changed %v, stats %+v", changed, stats)
+	}
+	if !gjson.ValidBytes(out) {
+		t.Fatalf("invalid JSON: %s", out)
+	}
+	for path, want := range map[string]string{
+		"entry.0.resource.address":                       "https://gw/wado-rs",
+		"entry.1.resource.contained.0.address":           `https://gw/wado?"q"`,
+		"entry.2.resource.address":                       "http://elsewhere/dw",
+		"entry.1.resource.series.0.extension.0.valueUrl": "https://gw/wado-rs/studies/1.2/series/1.2.1",
+	} {
+		if got := gjson.GetBytes(out, path).String(); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+}

@@ -46,6 +46,8 @@ type Stats struct {
 	Series int
 	// Instances is the number of instance-level links (of either kind).
 	Instances int
+	// Endpoints is the number of Endpoint addresses given.
+	Endpoints int
 }
 
 type edit struct {
@@ -61,7 +63,33 @@ type edit struct {
 // edited extension arrays is copied unchanged. The document is returned as it
 // was (changed == false) when nothing is injected.
 func (d *Document) Inject(plan Planner, ext Extensions) (out []byte, changed bool, stats Stats) {
+	return d.Rewrite(plan, nil, ext)
+}
+
+// Readdress decides the address an Endpoint of the document is given; ok
+// false leaves it as it is.
+type Readdress func(site *EndpointSite) (address string, ok bool)
+
+// Rewrite is Inject that also gives the document's Endpoints (standalone and
+// contained) the addresses that readdress decides, in the same single pass.
+// Stats.Endpoints counts them. readdress may be nil.
+func (d *Document) Rewrite(plan Planner, readdress Readdress, ext Extensions) (out []byte, changed bool, stats Stats) {
 	var edits []edit
+	if readdress != nil {
+		for _, site := range d.Endpoints {
+			if site.address.Type != gjson.String {
+				continue
+			}
+			if a, ok := readdress(site); ok {
+				var b strings.Builder
+				b.WriteByte('"')
+				writeEscaped(&b, a)
+				b.WriteByte('"')
+				edits = append(edits, edit{start: site.address.Index, end: site.address.Index + len(site.address.Raw), text: b.String()})
+				stats.Endpoints++
+			}
+		}
+	}
 	for _, st := range d.Studies {
 		if st.UID == "" {
 			continue
