@@ -330,6 +330,7 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 //		max_body_size  <bytes>
 //		public_base    <url>
 //		rebase         on|off
+//		endpoint_addresses public|stored
 //	}
 func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return eachOption(d, func(opt, v string) error {
@@ -362,6 +363,11 @@ func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("rebase %v", err)
 			}
 			h.DisableRebase = !on
+		case "endpoint_addresses":
+			if v != AddressesPublic && v != AddressesStored {
+				return d.Errf("endpoint_addresses must be %s or %s, not %q", AddressesPublic, AddressesStored, v)
+			}
+			h.EndpointAddresses = v
 		default:
 			return d.Errf("unrecognized fhir_rewrite subdirective '%s'", opt)
 		}

@@ -149,7 +149,7 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		var loc *resolve.Study
 		ar, loc, err = routeStudy(h.app, r, req.Study, req.Series, fhirjson.WADORS)
 		if err != nil {
-			return answerError(w, err)
+			return h.app.routeFailed(w, sess, "dicomweb", req.Level != dicom.LevelStudy, err)
 		}
 		if sess != nil && req.Level != dicom.LevelStudy && !h.app.mayReach(w, r, sess, ar, "dicomweb", req.Study, req.Series, req.Instance) {
 			return nil

@@ -80,7 +80,7 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	ar, _, err := routeStudy(h.app, r, ref.Study, ref.Series, fhirjson.WADOURI)
 	if err != nil {
-		return answerError(w, err)
+		return h.app.routeFailed(w, sess, "wado_uri", true, err)
 	}
 	if sess != nil && !h.app.mayReach(w, r, sess, ar, "wado_uri", ref.Study, ref.Series, ref.Object) {
 		return nil
