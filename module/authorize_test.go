@@ -143,6 +143,8 @@ type smartSetup struct {
 	archive *fakeArchive
 	gw      string
 	retr    atomic.Int32 // retrieves (non-QIDO requests) that reached the archive
+	globals string       // the gateway's config, to start it again
+	site    string
 }
 
 // newSmartSetup: patient p1 has studies 1.1 and 1.2 (1.2 hidden from the
@@ -219,6 +221,7 @@ func newSmartSetup(t testing.TB, authorizeExtra string) *smartSetup {
 		fhir_rewrite
 		reverse_proxy %s
 	}`, strings.TrimPrefix(s.fhir.URL, "http://"))
+	s.globals, s.site = globals, site
 	s.gw = startGateway(t, globals, site)
 	return s
 }

@@ -35,7 +35,7 @@ type authServer struct {
 	down   atomic.Bool
 }
 
-func newAuthServer(t *testing.T) *authServer {
+func newAuthServer(t testing.TB) *authServer {
 	a := &authServer{tokens: map[string]map[string]any{}}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.calls.Add(1)
@@ -73,7 +73,7 @@ type visibilityFHIR struct {
 	wrongSubject bool
 }
 
-func newVisibilityFHIR(t *testing.T) *visibilityFHIR {
+func newVisibilityFHIR(t testing.TB) *visibilityFHIR {
 	f := &visibilityFHIR{studies: map[string]string{}, hidden: map[string][]string{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.searches.Add(1)
@@ -120,7 +120,7 @@ type fixture struct {
 	az   *Authorizer
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{auth: newAuthServer(t), fhir: newVisibilityFHIR(t), clk: &clock{t: time.Unix(1_700_000_000, 0)}}
 	exp := f.clk.now().Add(time.Hour).Unix()
 	f.auth.tokens["alice"] = map[string]any{"active": true, "scope": "launch/patient patient/ImagingStudy.rs", "patient": "p1", "exp": exp, "client_id": "app", "iss": "http://as.example"}
@@ -320,4 +320,34 @@ func TestVisibleInBatches(t *testing.T) {
 	if n := f.fhir.searches.Load(); n != 3 {
 		t.Fatalf("%d searches for 48 UIDs, want 3 batches", n)
 	}
+}
+
+// BenchmarkWarmDecision is the work access control adds to a request once
+// the token's introspection and its decision for the study are cached.
+func BenchmarkWarmDecision(b *testing.B) {
+	f := newFixture(b)
+	ctx := context.Background()
+	header := "Bearer alice"
+	s, err := f.az.Authenticate(ctx, header)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if ok, err := f.az.MayRead(ctx, s, header, "1.1"); !ok || err != nil {
+		b.Fatal(ok, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s, err := f.az.Authenticate(ctx, header)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if ok, err := f.az.MayRead(ctx, s, header, "1.1"); !ok || err != nil {
+				b.Error(ok, err)
+				return
+			}
+		}
+	})
 }
