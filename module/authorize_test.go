@@ -158,6 +158,7 @@ func newSmartSetup(t testing.TB, authorizeExtra string) *smartSetup {
 	s.as.tokens["doctor"] = map[string]any{"active": true, "scope": "user/*.rs", "exp": exp}
 	s.as.tokens["system"] = map[string]any{"active": true, "scope": "system/*.cruds", "exp": exp}
 	s.as.tokens["observations"] = map[string]any{"active": true, "scope": "patient/Observation.rs", "patient": "p1", "exp": exp}
+	s.as.tokens["modality"] = map[string]any{"active": true, "scope": "system/ImagingStudy.c", "exp": exp}
 	studies := []studyRow{
 		{uid: "1.1", patient: "p1", series: map[string][]string{"1.1.1": {"1.1.1.1", "1.1.1.2"}}},
 		{uid: "1.2", patient: "p1", hiddenFrom: []string{"alice-proxy"}, series: map[string][]string{"1.2.1": {"1.2.1.1"}}},
@@ -168,7 +169,7 @@ func newSmartSetup(t testing.TB, authorizeExtra string) *smartSetup {
 	s.archive.serve = func(w http.ResponseWriter, r *http.Request) {
 		p := strings.TrimPrefix(r.URL.Path, "/dicom-web")
 		parts := strings.Split(strings.Trim(p, "/"), "/")
-		if strings.HasSuffix(p, "/instances") || p == "/studies" {
+		if r.Method == http.MethodGet && (strings.HasSuffix(p, "/instances") || p == "/studies") {
 			// QIDO-RS: what this archive holds, narrowed by the path and
 			// SOPInstanceUID.
 			w.Header().Set("Content-Type", "application/dicom+json")
@@ -202,6 +203,7 @@ func newSmartSetup(t testing.TB, authorizeExtra string) *smartSetup {
 			wado_uri %s/wado
 		}
 		lookup_timeout 1s
+		store_archive a
 		authorize {
 			introspect %s/token/introspection {
 				client_id gw
@@ -400,10 +402,19 @@ func TestAuthorizeCORS(t *testing.T) {
 
 func TestAuthorizeSTOW(t *testing.T) {
 	s := newSmartSetup(t, "")
-	resp, body := do(t, http.MethodPost, s.gw+"/wado-rs/studies", strings.NewReader("x"), "Authorization", "Bearer alice",
-		"Content-Type", `multipart/related; type="application/dicom"; boundary=b`)
-	if resp.StatusCode != 403 && resp.StatusCode != 405 {
-		t.Fatalf("STOW with a patient token: %d %s", resp.StatusCode, body)
+	for _, tc := range []struct {
+		token  string
+		status int
+	}{{"alice", 403}, {"doctor", 403}, {"", 401}, {"modality", 200}} {
+		before := s.retr.Load()
+		resp, body := do(t, http.MethodPost, s.gw+"/wado-rs/studies", strings.NewReader("x"), "Authorization", "Bearer "+tc.token,
+			"Content-Type", `multipart/related; type="application/dicom"; boundary=b`)
+		if resp.StatusCode != tc.status {
+			t.Errorf("STOW with %q: %d %s, want %d", tc.token, resp.StatusCode, body, tc.status)
+		}
+		if stored := s.retr.Load() != before; stored != (tc.status == 200) {
+			t.Errorf("STOW with %q: reached the archive: %v", tc.token, stored)
+		}
 	}
 }
 
