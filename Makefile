@@ -1,12 +1,14 @@
 # caddy-fhir-imaging: build, test, demo.
 #   make build    the custom Caddy binary ./caddy (standard modules + ours)
 #   make unit     Go unit tests with the race detector
-#   make e2e      end-to-end tests against the real stack (Orthanc x2, HAPI and/or Medplum,
-#                 the gateway) in a private network namespace: integration/run-e2e.sh
+#   make e2e      end-to-end tests against the real stack (Orthanc x2, HAPI open and enforcing
+#                 SMART tokens, Medplum, the authorization server, the gateway) in a private
+#                 network namespace: integration/run-e2e.sh, after installing what is missing
 #   make test     unit, then e2e; ends with the e2e summary line "e2e: N passed, N failed, N skipped"
 #   make demo     the whole stack with sample data at http://127.0.0.1:8000 (Ctrl-C stops it)
 #   make xcaddy-check  build Caddy with xcaddy and this checkout as a plugin (what xcaddy.md says)
-#   make install  apt/npm/Maven dependencies of the stack (integration/install.sh, as root)
+#   make install  apt/npm/Maven dependencies of the stack (integration/install.sh, as root;
+#                 idempotent, seconds when everything is there; e2e and demo run it first)
 #   make clean    remove ./caddy and the e2e scratch directories
 SHELL := /bin/bash
 GO ?= go
@@ -21,12 +23,12 @@ build:
 unit:
 	$(GO) test -race ./...
 
-e2e: build
+e2e: build install
 	integration/run-e2e.sh
 
 test: unit e2e
 
-demo:
+demo: install
 	integration/demo.sh
 
 xcaddy-check:
