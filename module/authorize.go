@@ -132,15 +132,25 @@ func (az *Authorize) provision(app *App) {
 // does not, nor one of another patient from a hidden one.
 const forbidden = "access to this resource is not granted to this token"
 
-// wrap returns w for an answer to an authorized DICOMweb or WADO-URI
-// request: readable by the allowed browser origins, and kept out of shared
-// caches (Cache-Control: private), since what it holds was decided for one
-// token.
-func (az *Authorize) wrap(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
-	return newHookWriter(w, func(h http.Header) {
+// admit starts every DICOMweb and WADO-URI request: without authorize it
+// lets the request in as it is; with it, a CORS preflight is answered, the
+// answer is made readable by the allowed browser origins and kept out of
+// shared caches (Cache-Control: private, since it is decided for one
+// token), and the token is authenticated. ok is false when the request has
+// been answered.
+func (az *Authorize) admit(w http.ResponseWriter, r *http.Request, via string) (_ http.ResponseWriter, _ *access.Session, ok bool) {
+	if az == nil {
+		return w, nil, true
+	}
+	if az.cors.Preflight(w, r) {
+		return w, nil, false
+	}
+	w = newHookWriter(w, func(h http.Header) {
 		az.cors.Decorate(h, r)
 		privateCache(h)
 	})
+	s := az.authenticate(w, r, via)
+	return w, s, s != nil
 }
 
 // authenticate returns what is known of the request's bearer token, or

@@ -165,12 +165,5 @@ func writeOutcome(w http.ResponseWriter, status int, code, msg string) {
 		"resourceType": "OperationOutcome",
 		"issue":        []map[string]string{{"severity": "error", "code": code, "diagnostics": msg}},
 	})
-	h := w.Header()
-	h.Set("Content-Type", "application/fhir+json")
-	h.Set("Cache-Control", "no-store")
-	h.Del("Content-Length")
-	h.Del("Content-Encoding")
-	h.Del("ETag")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	writeBody(w, status, "application/fhir+json", body)
 }

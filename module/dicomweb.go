@@ -96,15 +96,9 @@ func (h *DICOMweb) Validate() error {
 // search answers, or for storing.
 func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	az := h.app.Authorize
-	var sess *access.Session
-	if az != nil {
-		if az.cors.Preflight(w, r) {
-			return nil
-		}
-		w = az.wrap(w, r)
-		if sess = az.authenticate(w, r, "dicomweb"); sess == nil {
-			return nil
-		}
+	w, sess, ok := az.admit(w, r, "dicomweb")
+	if !ok {
+		return nil
 	}
 	rawPath := r.URL.EscapedPath()
 	req, err := dicom.ParsePath(rawPath)

@@ -18,8 +18,14 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 		Status  int    `json:"status"`
 		Message string `json:"message"`
 	}{status, msg})
+	writeBody(w, status, "application/json", body)
+}
+
+// writeBody answers with status and one of the gateway's own error bodies,
+// dropping the headers that described an upstream's answer.
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-store")
 	h.Del("Content-Length")
 	h.Del("Content-Encoding")

@@ -8,7 +8,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/fhirimaging/caddy-fhir-imaging/module/access"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 )
@@ -51,15 +50,9 @@ func (h *WADOURI) Provision(ctx caddy.Context) error {
 // objectUID alone.
 func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	az := h.app.Authorize
-	var sess *access.Session
-	if az != nil {
-		if az.cors.Preflight(w, r) {
-			return nil
-		}
-		w = az.wrap(w, r)
-		if sess = az.authenticate(w, r, "wado_uri"); sess == nil {
-			return nil
-		}
+	w, sess, ok := az.admit(w, r, "wado_uri")
+	if !ok {
+		return nil
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
