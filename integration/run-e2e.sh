@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end tests of the gateway against the real stack, once per FHIR server.
 #
-#   integration/run-e2e.sh [hapi] [medplum]      (default: hapi if integration/hapi/run.sh exists
-#                                                 and its jar builds, then medplum)
+#   integration/run-e2e.sh [hapi] [hapi-smart] [medplum]   (default: all three)
+#
+#   hapi        HAPI FHIR JPA, open, with caddyfile/examples/stack.Caddyfile: integration/e2e/*.test.mjs
+#   hapi-smart  the same HAPI enforcing SMART tokens (its own interceptors, fed by introspection at
+#               the stack's authorization server, integration/auth), the gateway with
+#               caddyfile/examples/smart.Caddyfile (authorize): integration/e2e/smart/*.test.mjs
+#   medplum     the Medplum fhir-router, open: integration/e2e/*.test.mjs
 #
 # Run from OUTSIDE the private network namespace, after integration/install.sh and
 # `go build -o caddy ./cmd/caddy` (it builds the binary if missing). It enters a
@@ -14,7 +19,9 @@
 # Prints "[e2e] ..." progress and node's own TAP output and summary per server, then one
 # line "e2e: N passed, N failed, N skipped" over all servers. Exits non-zero on any failure.
 #
-# Environment: E2E_SERVERS ("hapi medplum"), E2E_TESTS (test files, default e2e/*.test.mjs),
+# HAPI is the product's first FHIR server: when its build fails, the run fails under CI=true and
+# is skipped with a loud line otherwise.
+# Environment: E2E_SERVERS ("hapi hapi-smart medplum"), E2E_TESTS (test files; default per server),
 #   E2E_KEEP=1 keep integration/tmp/e2e/<server>/ (logs, Orthanc storage) even on success,
 #   CADDY_BIN (default <repo>/caddy), HAPI_START_TIMEOUT (300).
 set -uo pipefail
@@ -29,11 +36,7 @@ if [ "${_E2E_INSIDE:-0}" != 1 ]; then
   t0=$(now)
   servers=("$@")
   [ ${#servers[@]} -gt 0 ] || read -r -a servers <<<"${E2E_SERVERS:-}"
-  if [ ${#servers[@]} -eq 0 ]; then
-    servers=()
-    [ -f "$HERE/hapi/run.sh" ] && servers+=(hapi)
-    servers+=(medplum)
-  fi
+  [ ${#servers[@]} -gt 0 ] || servers=(hapi hapi-smart medplum)
   [ -d "$HERE/node_modules/dicomweb-client" ] || { log "node_modules missing: run integration/install.sh first"; exit 1; }
   command -v unshare >/dev/null && command -v ip >/dev/null || { log "unshare/ip missing: run integration/install.sh first"; exit 1; }
   CADDY_BIN="${CADDY_BIN:-$REPO/caddy}"
@@ -48,21 +51,26 @@ if [ "${_E2E_INSIDE:-0}" != 1 ]; then
   done
   log "caddyfile/examples/*.Caddyfile validate"
   run=()
+  hapi_built=""
   for s in "${servers[@]}"; do
     case "$s" in
-      hapi)
-        if [ ! -f "$HERE/hapi/run.sh" ]; then
-          log "hapi: integration/hapi/run.sh does not exist - SKIPPED"; continue
+      hapi|hapi-smart)
+        if [ -z "$hapi_built" ]; then
+          # build.sh is a no-op when the jar is up to date; it needs Maven Central, so it runs here, outside.
+          hapi_built=yes
+          bash "$HERE/hapi/build.sh" >"$HERE/tmp/hapi-build.log" 2>&1 || hapi_built=no
         fi
-        # build.sh is a no-op when the jar is up to date; it needs Maven Central, so it runs here, outside.
-        if ! bash "$HERE/hapi/build.sh" >"$HERE/tmp/hapi-build.log" 2>&1; then
-          log "hapi: integration/hapi/build.sh failed - SKIPPED (see integration/tmp/hapi-build.log):"
+        if [ "$hapi_built" = no ]; then
+          log "!!! $s: integration/hapi/build.sh FAILED (see integration/tmp/hapi-build.log):"
           tail -n 5 "$HERE/tmp/hapi-build.log" | sed 's/^/[e2e]   /'
-          continue
+          if [ "${CI:-}" = true ]; then
+            log "!!! CI=true: the gateway is never passed without the HAPI server it is built for"; exit 1
+          fi
+          log "!!! $s SKIPPED (outside CI only)"; continue
         fi
-        run+=(hapi) ;;
+        run+=("$s") ;;
       medplum) run+=(medplum) ;;
-      *) log "unknown FHIR server '$s' (hapi|medplum)"; exit 2 ;;
+      *) log "unknown FHIR server '$s' (hapi|hapi-smart|medplum)"; exit 2 ;;
     esac
   done
   [ ${#run[@]} -gt 0 ] || { log "no FHIR server to test against"; exit 1; }
@@ -75,8 +83,6 @@ fi
 # shellcheck source=stack.sh
 source "$HERE/stack.sh"
 stack_check_netns || exit 1
-export GATEWAY_CADDYFILE="${E2E_CADDYFILE:-$REPO/caddyfile/examples/stack.Caddyfile}"
-if [ -z "${E2E_TESTS:-}" ]; then TESTS=("$HERE"/e2e/*.test.mjs); else read -r -a TESTS <<<"$E2E_TESTS"; fi
 mkdir -p "$HERE/tmp/e2e"
 stack_install_trap
 
@@ -90,40 +96,64 @@ setup_failed() { # server, what
   return 1
 }
 
-run_server() { # hapi|medplum
-  local server="$1" t0 tp fhir_port comps rcs=0 tap
+run_server() { # hapi|hapi-smart|medplum
+  local server="$1" t0 tp fhir_port rcs=0 tap
+  local -a comps tests
   t0=$(now)
+  # What differs between the runs: the FHIR server, the gateway's Caddyfile, the tests, and for
+  # hapi-smart the authorization server, HAPI enforcing its tokens, and a fifth (restricted) study.
+  export GATEWAY_CADDYFILE="$REPO/caddyfile/examples/stack.Caddyfile" STUDIES_SCENARIOS="S1 S2 S3 S4"
+  unset HAPI_AUTH_INTROSPECT FHIR_TOKEN
+  comps=(orthanc "$server" gateway)
+  tests=("$HERE"/e2e/*.test.mjs)
   case "$server" in
     hapi) fhir_port=$HAPI_PORT; export FHIR_DIRECT_BASE="$HAPI_FHIR_BASE" ;;
+    hapi-smart)
+      fhir_port=$HAPI_PORT; export FHIR_DIRECT_BASE="$HAPI_FHIR_BASE"
+      export GATEWAY_CADDYFILE="$REPO/caddyfile/examples/smart.Caddyfile" STUDIES_SCENARIOS="S1 S2 S3 S4 S5"
+      export HAPI_AUTH_INTROSPECT="$AUTH_URL/token/introspection" HAPI_AUTH_CLIENT_ID=hapi-fhir HAPI_AUTH_CLIENT_SECRET=hapi-secret
+      export AUTH_GATEWAY_SECRET="${AUTH_GATEWAY_SECRET:-gateway-secret}"
+      comps=(orthanc auth hapi gateway)
+      tests=("$HERE"/e2e/smart/*.test.mjs) ;;
     medplum) fhir_port=$MEDPLUM_PORT; export FHIR_DIRECT_BASE="$MEDPLUM_FHIR_BASE" ;;
   esac
+  [ -n "${E2E_TESTS:-}" ] && read -r -a tests <<<"$E2E_TESTS"
   export FHIR_SERVER="$server" FHIR_UPSTREAM_HOST="127.0.0.1:$fhir_port"
   export STACK_RUN_DIR="$HERE/tmp/e2e/$server"
   rm -rf "$STACK_RUN_DIR"; mkdir -p "$STACK_RUN_DIR/logs"
   export STUDIES_MANIFEST="$STACK_RUN_DIR/studies/studies.json" MEDPLUM_QUIET=1
-  log "== $server: starting orthanc-a, orthanc-b, $server, gateway (FHIR upstream $FHIR_UPSTREAM_HOST)"
+  log "== $server: starting ${comps[*]} (FHIR upstream $FHIR_UPSTREAM_HOST, gateway ${GATEWAY_CADDYFILE##*/})"
   tp=$(now)
-  if ! stack_start orthanc "$server" gateway; then
+  if ! stack_start "${comps[@]}"; then
     setup_failed "$server" "the stack did not start (logs: $STACK_RUN_DIR/logs)"; return 1
   fi
-  if [ "$server" = hapi ] && [ "${STACK_HAPI_SKIPPED:-0}" = 1 ]; then
-    setup_failed hapi "skipped by stack.sh"; return 1
+  if [ "${STACK_HAPI_SKIPPED:-0}" = 1 ]; then
+    setup_failed "$server" "HAPI was skipped by stack.sh"; return 1
   fi
   log "$server: stack up in $(since "$tp")"
   tp=$(now)
   if ! stack_data "$STACK_RUN_DIR/studies" >"$STACK_RUN_DIR/logs/data.log" 2>&1; then
     tail -n 20 "$STACK_RUN_DIR/logs/data.log"; setup_failed "$server" "making/uploading the studies failed"; return 1
   fi
-  log "$server: 15 DICOM files made and uploaded to the Orthancs in $(since "$tp")"
+  log "$server: $(jq '[.studies[].series[].instances[]] | length' "$STUDIES_MANIFEST") DICOM files made and uploaded to the Orthancs in $(since "$tp")"
   tp=$(now)
+  if [ "$server" = hapi-smart ]; then
+    # HAPI takes writes only with a token: the seeder's, from the client_credentials grant.
+    if ! FHIR_TOKEN=$(cd "$HERE" && node -e 'import("./e2e/lib/smart.mjs").then(async (s) => {
+        const t = await s.clientCredentials({ clientId: "seeder", secret: "seeder-secret", scope: "system/*.cruds" });
+        process.stdout.write(t.access_token); })' 2>"$STACK_RUN_DIR/logs/seed.log"); then
+      cat "$STACK_RUN_DIR/logs/seed.log"; setup_failed "$server" "no seeder token from the authorization server"; return 1
+    fi
+    export FHIR_TOKEN
+  fi
   if ! stack_seed "$GATEWAY_URL/fhir" >"$STACK_RUN_DIR/logs/seed.json" 2>"$STACK_RUN_DIR/logs/seed.log"; then
     cat "$STACK_RUN_DIR/logs/seed.log"; setup_failed "$server" "seeding through the gateway failed"; return 1
   fi
   log "$server: FHIR seeded through the gateway ($GATEWAY_URL/fhir) in $(since "$tp")"
   tp=$(now)
   tap="$STACK_RUN_DIR/logs/node-test.tap"
-  log "$server: node --test ${TESTS[*]##*/}"
-  (cd "$HERE" && node --test --test-reporter=tap --test-concurrency=1 "${TESTS[@]}") 2>&1 | tee "$tap"
+  log "$server: node --test ${tests[*]##*/}"
+  (cd "$HERE" && node --test --test-reporter=tap --test-concurrency=1 "${tests[@]}") 2>&1 | tee "$tap"
   rcs=${PIPESTATUS[0]}
   local p f s
   p=$(awk '/^# pass /{print $3}' "$tap" | tail -n 1); f=$(awk '/^# fail /{print $3}' "$tap" | tail -n 1)

@@ -14,6 +14,10 @@
 #   S3  IHE MADO style: 2 series in archive b; FHIR: series-level endpoints only,
 #       identifier value WITHOUT urn:oid:
 #   S4  study in archive a; FHIR: study-level WADO-RS and WADO-URI endpoints
+#   S5  only when STUDIES_SCENARIOS names it (the access-control run): a second
+#       study of S2's patient, in archive a, marked restricted in FHIR
+#       (meta.security R) so that the patient's proxy may not see it
+# STUDIES_SCENARIOS picks the scenarios (default "S1 S2 S3 S4").
 # Needs dcmtk (dump2dcm), perl, jq, sha256sum.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,7 +37,9 @@ SCEN=(
   "S2|pat-s2|Synthetic|Bob|19650607|M|20240212|S2 series split over two archives"
   "S3|pat-s3|Synthetic|Carol|19801231|F|20240310|S3 IHE MADO style series endpoints"
   "S4|pat-s4|Synthetic|Dave|19551120|M|20240405|S4 WADO-RS and WADO-URI endpoints"
+  "S5|pat-s2|Synthetic|Bob|19650607|M|20240520|S5 restricted study (hidden from the patient's proxy)"
 )
+SCENARIOS=" ${STUDIES_SCENARIOS:-S1 S2 S3 S4} "
 # series: scenario|seriesNo|archive|nInstances|multiframeLast(0/1)|description
 SERIES=(
   "S1|1|a|2|0|Axial 5mm"
@@ -43,6 +49,7 @@ SERIES=(
   "S3|1|b|2|0|MADO series 1"
   "S3|2|b|2|0|MADO series 2"
   "S4|1|a|2|0|WADO-URI series"
+  "S5|1|a|2|0|Restricted series"
 )
 
 scen_field() { # scen_field S1 N
@@ -64,6 +71,7 @@ make_pixels() { # file seed frames
 count=0
 for s in "${SERIES[@]}"; do
   IFS='|' read -r sc sn arch ninst mf sdesc <<<"$s"
+  [[ "$SCENARIOS" == *" $sc "* ]] || continue
   k="${sc#S}"
   study="$ROOT.$k"; series="$study.$sn"
   pid=$(scen_field "$sc" 1); fam=$(scen_field "$sc" 2); giv=$(scen_field "$sc" 3)
@@ -150,7 +158,8 @@ jq -Rn --arg out "$OUT" --arg root "$ROOT" --argjson scen "$scen_json" '
     { S1: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs"], seriesEndpoints:false},
       S2: {identifierValuePrefix:"urn:oid:", studyEndpoints:[], seriesEndpoints:true},
       S3: {identifierValuePrefix:"",         studyEndpoints:[], seriesEndpoints:true},
-      S4: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs","dicom-wado-uri"], seriesEndpoints:false}
+      S4: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs","dicom-wado-uri"], seriesEndpoints:false},
+      S5: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs","dicom-wado-uri"], seriesEndpoints:false, restricted:true}
     }[id];
   [inputs | split("\t") | {sc:.[0], study:.[1], sn:(.[2]|tonumber), series:.[3], archive:.[4],
      sdesc:.[5], i:(.[6]|tonumber), sop:.[7], cls:.[8], frames:(.[9]|tonumber), file:.[10],

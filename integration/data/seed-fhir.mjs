@@ -4,10 +4,11 @@
 // Plain fetch, PUT with client-assigned ids (so running it twice is harmless).
 //
 //   node data/seed-fhir.mjs [--fhir URL] [--manifest PATH] [--a-dicomweb URL] [--b-dicomweb URL]
-//                           [--a-wado-uri URL] [--b-wado-uri URL] [--quiet]
+//                           [--a-wado-uri URL] [--b-wado-uri URL] [--token TOKEN] [--quiet]
 // Defaults from env: FHIR_BASE (else GATEWAY_URL/fhir, else http://127.0.0.1:8000/fhir),
 //   STUDIES_MANIFEST (else $STACK_RUN_DIR/studies/studies.json, else integration/tmp/studies/studies.json), ORTHANC_A_DICOMWEB,
-//   ORTHANC_B_DICOMWEB, ORTHANC_A_WADO_URI, ORTHANC_B_WADO_URI (else stack.sh's addresses).
+//   ORTHANC_B_DICOMWEB, ORTHANC_A_WADO_URI, ORTHANC_B_WADO_URI (else stack.sh's addresses),
+//   FHIR_TOKEN (a bearer token for a FHIR server that requires one).
 // In the end-to-end tests FHIR_BASE is the GATEWAY's /fhir base: writes go through it.
 // Prints a JSON summary (ids of what was written, per scenario) on stdout.
 //
@@ -22,6 +23,7 @@ export const DICOM_UID_SYSTEM = 'urn:dicom:uid';
 
 export function defaults(env = process.env) {
   return {
+    token: env.FHIR_TOKEN || '',
     fhir: env.FHIR_BASE || (env.GATEWAY_URL ? env.GATEWAY_URL.replace(/\/+$/, '') + '/fhir' : 'http://127.0.0.1:8000/fhir'),
     manifest: env.STUDIES_MANIFEST ||
       (env.STACK_RUN_DIR ? path.join(env.STACK_RUN_DIR, 'studies', 'studies.json') : path.join(HERE, '..', 'tmp', 'studies', 'studies.json')),
@@ -75,7 +77,7 @@ export function buildResources(manifest, archives) {
   for (const st of manifest.studies) {
     const p = st.patient;
     const sc = st.scenario.toLowerCase();
-    patients.push({
+    if (!patients.some((x) => x.id === p.id)) patients.push({
       resourceType: 'Patient',
       id: p.id,
       identifier: [{ system: 'urn:oid:1.2.826.0.1.3680043.10.1234.99', value: p.id }],
@@ -88,6 +90,11 @@ export function buildResources(manifest, archives) {
     const study = {
       resourceType: 'ImagingStudy',
       id: `study-${sc}`,
+      // A restricted study (HL7 confidentiality R): the FHIR server hides it
+      // from the patient's proxy (integration/hapi's consent rule).
+      ...(st.fhir.restricted
+        ? { meta: { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R' }] } }
+        : {}),
       identifier: [
         { system: DICOM_UID_SYSTEM, value: `${st.fhir.identifierValuePrefix}${st.studyInstanceUID}` },
         {
@@ -123,11 +130,14 @@ export function buildResources(manifest, archives) {
   return { endpoints, patients, studies };
 }
 
-async function put(fhir, resource) {
+async function put(fhir, resource, token) {
   const url = `${fhir}/${resource.resourceType}/${resource.id}`;
   const res = await fetch(url, {
     method: 'PUT',
-    headers: { 'Content-Type': 'application/fhir+json', Accept: 'application/fhir+json' },
+    headers: {
+      'Content-Type': 'application/fhir+json', Accept: 'application/fhir+json',
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+    },
     body: JSON.stringify(resource),
   });
   const text = await res.text();
@@ -147,7 +157,7 @@ export async function seed(opts = {}) {
   const t0 = Date.now();
   const statuses = {};
   for (const r of [...endpoints, ...patients, ...studies]) {
-    const { status } = await put(o.fhir, r);
+    const { status } = await put(o.fhir, r, o.token);
     statuses[`${r.resourceType}/${r.id}`] = status;
   }
   log(`${endpoints.length} Endpoints, ${patients.length} Patients, ${studies.length} ImagingStudies -> ${o.fhir} in ${Date.now() - t0} ms`);
@@ -176,6 +186,7 @@ function parseArgs(argv) {
       case '--b-dicomweb': o.archives.b.dicomweb = next(); break;
       case '--a-wado-uri': o.archives.a.wadoUri = next(); break;
       case '--b-wado-uri': o.archives.b.wadoUri = next(); break;
+      case '--token': o.token = next(); break;
       case '--quiet': o.quiet = true; break;
       case '-h': case '--help':
         process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n')

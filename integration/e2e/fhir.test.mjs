@@ -7,7 +7,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { seed } from '../data/seed-fhir.mjs';
 import {
-  FHIR_SERVER, GATEWAY, GW_FHIR, GW_DICOMWEB, GW_WADO_URI, EXT_WADO_RS, EXT_WADO_URI,
+  FHIR_SERVER, GATEWAY, GW_FHIR, GW_DICOMWEB, GW_WADO_URI, EXT_WADO_RS, EXT_WADO_URI, DIRECT_FHIR,
   manifest, byScenario, skip, fhirClient, ext, studyUidOf, putResource, foreignResources,
 } from './lib/env.mjs';
 
@@ -124,7 +124,7 @@ test(`[${FHIR_SERVER}] search ImagingStudy?_count=2, every page followed: all st
   }
 });
 
-test(`[${FHIR_SERVER}] search by DICOM study UID with _include=ImagingStudy:endpoint: URLs injected, Endpoints untouched`, { skip }, async () => {
+test(`[${FHIR_SERVER}] search by DICOM study UID with _include=ImagingStudy:endpoint: URLs injected, Endpoints on the gateway's address`, { skip }, async () => {
   for (const st of manifest.studies) {
     const bundle = await client.search({
       resourceType: 'ImagingStudy',
@@ -135,8 +135,25 @@ test(`[${FHIR_SERVER}] search by DICOM study UID with _include=ImagingStudy:endp
     checkStudyExtensions(studies[0], st);
     const endpoints = bundle.entry.filter((e) => e.resource.resourceType === 'Endpoint').map((e) => e.resource);
     assert.ok(endpoints.length >= 1, `${st.scenario}: the _include brought the Endpoints`);
-    for (const ep of endpoints) assert.equal(ep.extension, undefined, 'an Endpoint is not changed');
+    for (const ep of endpoints) {
+      assert.equal(ep.extension, undefined, 'no extension on an Endpoint');
+      const want = ep.connectionType.code === 'dicom-wado-uri' ? GW_WADO_URI : GW_DICOMWEB;
+      assert.equal(ep.address, want, `${ep.id}: an archive Endpoint is answered with the gateway's base`);
+    }
   }
+});
+
+test(`[${FHIR_SERVER}] an Endpoint read through the gateway and written back keeps its stored address`, { skip }, async () => {
+  const ep = await client.read({ resourceType: 'Endpoint', id: 'ep-b-wado-rs' });
+  assert.equal(ep.address, GW_DICOMWEB);
+  ep.name = 'Orthanc B WADO-RS (renamed through the gateway)';
+  await client.update({ resourceType: 'Endpoint', id: ep.id, body: ep });
+  const direct = await fhirClient(DIRECT_FHIR).read({ resourceType: 'Endpoint', id: 'ep-b-wado-rs' });
+  assert.equal(direct.name, ep.name, 'the change was stored');
+  assert.equal(direct.address, 'http://127.0.0.1:18043/pacs/dicom-web', 'the stored address was put back');
+  // The study behind it still routes: series of S3 (archive b) get URLs.
+  const s3 = await client.read({ resourceType: 'ImagingStudy', id: 'study-s3' });
+  assert.equal(ext(s3.series[0], EXT_WADO_RS).length, 1);
 });
 
 test(`[${FHIR_SERVER}] a study read through the gateway and written back keeps exactly one URL per element`, { skip }, async () => {

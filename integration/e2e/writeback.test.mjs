@@ -15,7 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  FHIR_SERVER, GW_FHIR, DIRECT_FHIR, EXT_WADO_RS, EXT_WADO_URI, manifest, skip, get,
+  FHIR_SERVER, GW_FHIR, GW_DICOMWEB, GW_WADO_URI, DIRECT_FHIR, EXT_WADO_RS, EXT_WADO_URI, manifest, skip, get,
 } from './lib/env.mjs';
 
 const hapi = FHIR_SERVER === 'hapi';
@@ -47,8 +47,28 @@ function withoutInjected(doc) {
 /** A gateway answer in the form the FHIR server gave it: base swapped back, extensions dropped. */
 const asDirect = (text) => withoutInjected(JSON.parse(text.split(GW_FHIR).join(DIRECT_FHIR)));
 
-/** Per-execution fields of a Bundle (HAPI: id, lastUpdated, the search id in paging links). */
+/**
+ * What an archive Endpoint's address means: the gateway answers it with its own
+ * DICOMweb or WADO-URI base (endpoint_addresses public), the FHIR server with the
+ * archive's; both must mean the same kind of base.
+ */
+const ADDRESS_ROLES = {
+  [GW_DICOMWEB]: '<dicomweb>', [GW_WADO_URI]: '<wado-uri>',
+  'http://127.0.0.1:18042/dicom-web': '<dicomweb>', 'http://127.0.0.1:18043/pacs/dicom-web': '<dicomweb>',
+  'http://127.0.0.1:18042/wado': '<wado-uri>', 'http://127.0.0.1:18043/pacs/wado': '<wado-uri>',
+};
+function addressRoles(v) {
+  if (Array.isArray(v)) v.forEach(addressRoles);
+  else if (v && typeof v === 'object') {
+    if (v.resourceType === 'Endpoint' && ADDRESS_ROLES[v.address]) v.address = ADDRESS_ROLES[v.address];
+    Object.values(v).forEach(addressRoles);
+  }
+  return v;
+}
+
+/** Per-execution fields of a Bundle (HAPI: id, lastUpdated, the search id in paging links); Endpoint addresses by role. */
 function normalised(doc) {
+  addressRoles(doc);
   if (doc.resourceType === 'Bundle') {
     if (doc.id) for (const l of doc.link || []) l.url = l.url.split(doc.id).join('<search-id>');
     delete doc.id;
