@@ -1,7 +1,9 @@
 package module
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
@@ -50,6 +53,7 @@ type Archive struct {
 	Proxy *reverseproxy.Handler `json:"proxy,omitempty"`
 
 	name      string
+	logger    *zap.Logger
 	metrics   *metrics
 	traceUIDs bool
 	base      *url.URL // parsed URL
@@ -59,6 +63,7 @@ type Archive struct {
 
 func (ar *Archive) provision(ctx caddy.Context, name string) error {
 	ar.name = name
+	ar.logger = ctx.Logger().With(zap.String("archive", name))
 	var err error
 	if ar.base, err = parseArchiveURL(ar.URL); err != nil {
 		return fmt.Errorf("url: %v", err)
@@ -123,28 +128,30 @@ func (ar *Archive) addresses() []string {
 	return out
 }
 
-// serve proxies r to the archive at the given path (already validated, below
-// the archive's own origin) and query, streaming both ways. via names the
-// handler for metrics. The call is a span of its own, whose context the
-// archive receives as traceparent. It returns the status written to w, 0
-// when nothing was.
+// serve proxies r to the archive at the given path (already validated,
+// below the archive's own origin) and query, streaming both ways, and
+// returns the status written to w, 0 when nothing was. via names the
+// handler for metrics. The call is a span of its own, a child of the
+// request's, whose context the archive receives as traceparent. r itself
+// is not changed.
 func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery, via string) (int, error) {
 	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.archive",
 		attribute.String("fhir_imaging.archive", ar.name), attribute.String("http.request.method", r.Method))
 	if ar.traceUIDs {
 		span.SetAttributes(attribute.String("url.path", path))
 	}
-	*r = *r.WithContext(ctx)
-	r.URL.Path = path
-	r.URL.RawPath = ""
-	r.URL.RawQuery = rawQuery
-	r.RequestURI = r.URL.RequestURI()
+	out := r.WithContext(ctx)
+	u := *r.URL
+	u.Path, u.RawPath, u.RawQuery = path, "", rawQuery
+	out.URL = &u
+	out.RequestURI = u.RequestURI()
+	out.Header = r.Header.Clone()
 	if !ar.PassAuthorization {
-		r.Header.Del("Authorization")
+		out.Header.Del("Authorization")
 	}
-	telemetry.Inject(ctx, r.Header)
+	telemetry.Inject(ctx, out.Header)
 	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	err := ar.Proxy.ServeHTTP(sw, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	err := ar.Proxy.ServeHTTP(sw, out, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
 	span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
 	if ar.metrics != nil {
 		ar.metrics.routed.WithLabelValues(via, ar.name, strconv.Itoa(sw.status)).Inc()
@@ -155,10 +162,13 @@ func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery,
 
 // failed answers for a proxying error: with a JSON error when nothing was
 // sent yet (status 0), else by handing the error to Caddy, since the answer
-// is already under way.
+// is already under way. Either way the failure is logged at error level
+// (routed_requests_total counts it with code 0); the client is told which
+// archive failed, not how.
 func (ar *Archive) failed(w http.ResponseWriter, status int, err error) error {
+	ar.logger.Error("archive could not be reached", zap.String("archive", ar.name), zap.Bool("answer_started", status != 0), zap.Error(err))
 	if status == 0 {
-		writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached: "+err.Error())
+		writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached")
 		return nil
 	}
 	return err
@@ -183,6 +193,116 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	}
 	return s.ResponseWriterWrapper.Write(b)
 }
+
+// answer is an archive's answer to a request the gateway made for itself,
+// its body read as it arrives.
+type answer struct {
+	status int
+	header http.Header
+	body   io.Reader
+	close  func()
+}
+
+// roundTrip is the one way the gateway asks an archive something for itself
+// (a part of a merged answer, a search to combine, a membership check): it
+// sends a GET or HEAD for path and query through the archive's proxy, with
+// r's headers (accept, when not "", replacing its Accept; no
+// Accept-Encoding, so that a body can be read), and returns as soon as the
+// status and headers are known. The request has its own replacer and
+// variables (caddyhttp.PrepareRequest), since the proxy writes to both and
+// several round trips of one client request may run at once. The body
+// streams through a pipe; close must be called.
+func (ar *Archive) roundTrip(r *http.Request, method, path, query, accept string) (*answer, error) {
+	rr := r.Clone(r.Context())
+	rr.Method = method
+	rr.Body, rr.ContentLength = http.NoBody, 0
+	rr.Header.Del("Accept-Encoding")
+	rr.Header.Del("Content-Length")
+	if accept != "" {
+		rr.Header.Set("Accept", accept)
+	}
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	rr = caddyhttp.PrepareRequest(rr, caddy.NewReplacer(), nil, srv)
+	pr, pw := io.Pipe()
+	sink := &pipeWriter{header: http.Header{}, pw: pw, ready: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ar.serve(sink, rr, path, query, "dicomweb")
+		sink.signal()
+		_ = pw.CloseWithError(err)
+		done <- err
+	}()
+	<-sink.ready
+	if sink.status == 0 {
+		// Nothing was written: the proxy failed before the archive answered.
+		err := <-done
+		if err == nil {
+			err = errors.New("no answer")
+		}
+		return nil, err
+	}
+	return &answer{
+		status: sink.status,
+		header: sink.header,
+		body:   pr,
+		close: func() {
+			_ = pr.CloseWithError(io.ErrClosedPipe)
+			<-done
+		},
+	}, nil
+}
+
+// fetch is a GET round trip whose whole answer, at most limit bytes, is
+// read: for the JSON answers the gateway reads itself.
+func (ar *Archive) fetch(r *http.Request, path, query, accept string, limit int64) (int, []byte, error) {
+	ans, err := ar.roundTrip(r, http.MethodGet, path, query, accept)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer ans.close()
+	body, err := io.ReadAll(io.LimitReader(ans.body, limit+1))
+	switch {
+	case err != nil:
+		return 0, nil, err
+	case int64(len(body)) > limit:
+		return 0, nil, fmt.Errorf("answer larger than %d bytes", limit)
+	}
+	return ans.status, body, nil
+}
+
+// pipeWriter is a ResponseWriter that hands the body to a pipe and signals
+// once the status is known.
+type pipeWriter struct {
+	header   http.Header
+	status   int
+	pw       *io.PipeWriter
+	ready    chan struct{}
+	signaled bool
+}
+
+func (p *pipeWriter) signal() {
+	if !p.signaled {
+		p.signaled = true
+		close(p.ready)
+	}
+}
+
+func (p *pipeWriter) Header() http.Header { return p.header }
+
+func (p *pipeWriter) WriteHeader(status int) {
+	if p.status == 0 && status >= 200 {
+		p.status = status
+		p.signal()
+	}
+}
+
+func (p *pipeWriter) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return p.pw.Write(b)
+}
+
+// FlushError lets reverse_proxy flush; the pipe has nothing to flush.
+func (p *pipeWriter) FlushError() error { return nil }
 
 func parseArchiveURL(s string) (*url.URL, error) {
 	if err := checkHTTPURL(s); err != nil {

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -167,3 +168,31 @@ func writeOutcome(w http.ResponseWriter, status int, code, msg string) {
 	})
 	writeBody(w, status, "application/fhir+json", body)
 }
+
+// memoryWriter is a ResponseWriter that keeps a bounded answer in memory.
+type memoryWriter struct {
+	header   http.Header
+	status   int
+	buf      bytes.Buffer
+	limit    int64
+	tooLarge bool
+}
+
+func (m *memoryWriter) Header() http.Header { return m.header }
+
+func (m *memoryWriter) WriteHeader(status int) {
+	if m.status == 0 && status >= 200 {
+		m.status = status
+	}
+}
+
+func (m *memoryWriter) Write(p []byte) (int, error) {
+	m.WriteHeader(http.StatusOK)
+	if int64(m.buf.Len()+len(p)) > m.limit {
+		m.tooLarge = true
+		return 0, errTooLarge
+	}
+	return m.buf.Write(p)
+}
+
+var errTooLarge = errors.New("answer over the size limit")

@@ -1,18 +1,13 @@
 package module
 
 import (
-	"bytes"
-	"context"
 	"errors"
-	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
@@ -201,71 +196,3 @@ func (h *DICOMweb) combine(w http.ResponseWriter, archives []*Archive, answers [
 	}
 	return merged, failed
 }
-
-// fetch sends a GET for path and query to the archive through its proxy and
-// returns the whole answer, which must not exceed limit bytes. It is for the
-// JSON answers that the gateway reads; it runs with its own replacer and
-// variables so that several fetches of one client request may run at once.
-// accept, when not "", replaces the client's Accept header.
-func (ar *Archive) fetch(r *http.Request, path, query, accept string, limit int64) (int, []byte, error) {
-	rr := subrequest(r)
-	rr.Method = http.MethodGet
-	rr.Body = http.NoBody
-	rr.ContentLength = 0
-	rr.Header.Del("Accept-Encoding")
-	rr.Header.Del("Content-Length")
-	if accept != "" {
-		rr.Header.Set("Accept", accept)
-	}
-	sink := &memoryWriter{header: http.Header{}, limit: limit}
-	if _, err := ar.serve(sink, rr, path, query, "dicomweb"); err != nil {
-		return 0, nil, err
-	}
-	if sink.tooLarge {
-		return 0, nil, fmt.Errorf("answer larger than %d bytes", limit)
-	}
-	if sink.status == 0 {
-		sink.status = http.StatusOK
-	}
-	return sink.status, sink.buf.Bytes(), nil
-}
-
-// subrequest returns a copy of r with its own copies of the request's
-// variables and replacer: reverse_proxy writes to both, so requests to
-// archives made for one client request must not share them.
-// NewTestReplacer, despite its name, is Caddy's exported way to build a
-// replacer with the request placeholders ({http.request.*}) filled in.
-func subrequest(r *http.Request) *http.Request {
-	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-	rr := r.Clone(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, maps.Clone(vars)))
-	caddyhttp.NewTestReplacer(rr)
-	return rr
-}
-
-// memoryWriter is a ResponseWriter that keeps a bounded answer in memory.
-type memoryWriter struct {
-	header   http.Header
-	status   int
-	buf      bytes.Buffer
-	limit    int64
-	tooLarge bool
-}
-
-func (m *memoryWriter) Header() http.Header { return m.header }
-
-func (m *memoryWriter) WriteHeader(status int) {
-	if m.status == 0 && status >= 200 {
-		m.status = status
-	}
-}
-
-func (m *memoryWriter) Write(p []byte) (int, error) {
-	m.WriteHeader(http.StatusOK)
-	if int64(m.buf.Len()+len(p)) > m.limit {
-		m.tooLarge = true
-		return 0, errTooLarge
-	}
-	return m.buf.Write(p)
-}
-
-var errTooLarge = errors.New("answer over the size limit")
