@@ -147,8 +147,8 @@ func (AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusBadGateway, "%v", err)
 	}
 	ex := explanation{Study: study, Series: series, FHIR: app.FHIR, Found: loc}
-	ex.WADORS, ex.Why = app.decide(loc, series, fhirjson.WADORS)
-	ex.WADOURI, _ = app.decide(loc, series, fhirjson.WADOURI)
+	ex.WADORS, ex.Why = resolve.Decide(loc, series, fhirjson.WADORS, app.DefaultArchive)
+	ex.WADOURI, _ = resolve.Decide(loc, series, fhirjson.WADOURI, app.DefaultArchive)
 	return writeJSON(w, ex)
 }
 

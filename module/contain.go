@@ -2,7 +2,6 @@ package module
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -111,17 +110,4 @@ func (a *App) mayReach(w http.ResponseWriter, r *http.Request, s *access.Session
 		return false
 	}
 	return true
-}
-
-// routeFailed answers a request that could not be routed. Under authorize,
-// a series or instance of an allowed study that no archive is found for is
-// refused like one that is not within the study (403, the one answer to
-// every refusal) rather than 404, which would tell the two apart.
-func (a *App) routeFailed(w http.ResponseWriter, s *access.Session, via string, belowStudy bool, err error) error {
-	var re *routeError
-	if s != nil && belowStudy && errors.As(err, &re) && re.status == http.StatusNotFound {
-		a.Authorize.deny(w, s, via, "no archive holds this series of the allowed study")
-		return nil
-	}
-	return answerError(w, err)
 }

@@ -11,14 +11,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/tidwall/gjson"
-	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/access"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
-	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
 func init() {
@@ -103,7 +101,7 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 	rawPath := r.URL.EscapedPath()
 	req, err := dicom.ParsePath(rawPath)
 	if err != nil {
-		return answerError(w, err)
+		return h.app.answerError(w, "dicomweb", err)
 	}
 	var ar *Archive
 	switch {
@@ -141,7 +139,7 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 			return nil
 		}
 		var loc *resolve.Study
-		ar, loc, err = routeStudy(h.app, r, req.Study, req.Series, fhirjson.WADORS)
+		ar, loc, err = h.app.route(r, req.Study, req.Series, fhirjson.WADORS)
 		if err != nil {
 			return h.app.routeFailed(w, sess, "dicomweb", req.Level != dicom.LevelStudy, err)
 		}
@@ -156,7 +154,9 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 			}
 		}
 	}
-	h.logger.Debug("routing DICOMweb request", zap.String("archive", ar.name), zap.String("level", req.Level.String()))
+	if ce := h.logger.Check(zap.DebugLevel, "routing DICOMweb request"); ce != nil {
+		ce.Write(zap.String("archive", ar.name), zap.String("level", req.Level.String()))
+	}
 	if req.IsSearch() || strings.HasSuffix(req.Sub, "metadata") {
 		// A DICOM JSON answer is rewritten, so it must come uncompressed;
 		// an encode handler in front compresses the result.
@@ -188,87 +188,6 @@ func (h *DICOMweb) visibleOnly(r *http.Request, sess *access.Session) keepFunc {
 		}
 		return kept, nil
 	}
-}
-
-// routeStudy finds the archive that holds the given series (or study, when
-// series is "") for connection type t. It also returns what the FHIR server
-// says about the study, or nil when the default archive was chosen without
-// asking.
-func routeStudy(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (ar *Archive, loc *resolve.Study, err error) {
-	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.route", attribute.String("fhir_imaging.connection_type", string(t)))
-	if app.TraceUIDs {
-		span.SetAttributes(attribute.String("fhir_imaging.study_uid", study), attribute.String("fhir_imaging.series_uid", series))
-	}
-	defer func() {
-		if ar != nil {
-			span.SetAttributes(attribute.String("fhir_imaging.archive", ar.name))
-			app.logger.Debug("routing decision", routeFields(app, ar, loc, study, series)...)
-		}
-		telemetry.End(span, err)
-	}()
-	*r = *r.WithContext(ctx)
-	return routeStudyIn(app, r, study, series, t)
-}
-
-func routeFields(app *App, ar *Archive, loc *resolve.Study, study, series string) []zap.Field {
-	f := []zap.Field{zap.String("archive", ar.name), zap.Bool("known", loc != nil && loc.Known)}
-	if loc != nil {
-		f = append(f, zap.Strings("study_archives", loc.Archives(fhirjson.WADORS)))
-	}
-	if app.TraceUIDs {
-		f = append(f, zap.String("study_uid", study), zap.String("series_uid", series))
-	}
-	return f
-}
-
-func routeStudyIn(app *App, r *http.Request, study, series string, t fhirjson.ConnectionType) (*Archive, *resolve.Study, error) {
-	if app.resolver == nil || app.FHIR == "" {
-		if app.DefaultArchive != "" {
-			return app.Archives[app.DefaultArchive], nil, nil
-		}
-		return nil, nil, &routeError{http.StatusBadGateway, "no FHIR server is configured to find the archive of a study"}
-	}
-	loc, err := app.resolver.Study(r.Context(), study)
-	if err != nil {
-		return nil, nil, &routeError{lookupStatus(err), "could not find the archive of the study: " + err.Error()}
-	}
-	name, why := app.decide(loc, series, t)
-	if name == "" {
-		return nil, nil, &routeError{http.StatusNotFound, why}
-	}
-	return app.Archives[name], loc, nil
-}
-
-// decide names the archive that serves connection type t for the given
-// series of a located study (series "" for the study itself), and says why
-// in a sentence. An empty name means the request gets 404, and why is its
-// message. Routing and the admin API's explain route both use it, so that
-// explain tells exactly what routing does.
-func (a *App) decide(loc *resolve.Study, series string, t fhirjson.ConnectionType) (name, why string) {
-	if loc.Known {
-		name = loc.ArchiveFor(t, series)
-		if name == "" && t == fhirjson.WADOURI {
-			// No WADO-URI Endpoint: the archive that serves WADO-RS for
-			// the series is the one that holds it.
-			name = loc.ArchiveFor(fhirjson.WADORS, series)
-		}
-	}
-	switch {
-	case name != "" && series == "":
-		return name, "study-level requests go to the study's Endpoint archive; a study split over several archives is merged"
-	case name != "":
-		if _, listed := loc.Series[series]; listed {
-			return name, "the series' effective Endpoints (its own, else the study's) map to this archive"
-		}
-		return name, "no ImagingStudy lists this series; the study-level Endpoints apply"
-	case a.DefaultArchive != "" && !loc.Known:
-		return a.DefaultArchive, "the FHIR server knows no ImagingStudy for this study; default_archive is used"
-	case a.DefaultArchive != "":
-		return a.DefaultArchive, "no active Endpoint of the study maps to a configured archive; default_archive is used"
-	case !loc.Known:
-		return "", "the FHIR server knows no ImagingStudy for this study"
-	}
-	return "", "no active Endpoint of the study maps to a configured archive"
 }
 
 // archives returns the configured archives with the given names.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/resolve"
@@ -36,8 +37,9 @@ func writeBody(w http.ResponseWriter, status int, contentType string, body []byt
 
 // answerError writes the answer for a refused or unroutable request and
 // returns nil, or returns err itself when it is not one of the gateway's own
-// errors (a *dicom.PathError or a *routeError).
-func answerError(w http.ResponseWriter, err error) error {
+// errors (a *dicom.PathError or a *routeError). A failure of the gateway's
+// own (5xx) is logged at error level, with its cause, in this one place.
+func (a *App) answerError(w http.ResponseWriter, via string, err error) error {
 	var pe *dicom.PathError
 	if errors.As(err, &pe) {
 		writeError(w, pe.StatusCode(), pe.Message)
@@ -45,16 +47,21 @@ func answerError(w http.ResponseWriter, err error) error {
 	}
 	var re *routeError
 	if errors.As(err, &re) {
+		if re.status >= 500 {
+			a.logger.Error(re.msg, zap.String("handler", via), zap.Int("status", re.status), zap.Error(re.cause))
+		}
 		writeError(w, re.status, re.msg)
 		return nil
 	}
 	return err
 }
 
-// routeError is a routing failure with the status to answer.
+// routeError is a routing failure with the status to answer, the message
+// for the client and, for the log, its cause.
 type routeError struct {
 	status int
 	msg    string
+	cause  error
 }
 
 func (e *routeError) Error() string { return e.msg }

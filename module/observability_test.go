@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -89,6 +91,21 @@ func TestTracingSpans(t *testing.T) {
 		s := byName[name][0]
 		if s.SpanContext.TraceID() != root.SpanContext.TraceID() {
 			t.Errorf("%s is not in Caddy's trace", name)
+		}
+	}
+	// The route and archive spans are children of their request's own
+	// span, not of each other.
+	for _, name := range []string{"fhir_imaging.route", "fhir_imaging.archive"} {
+		for _, sp := range byName[name] {
+			var parent tracetest.SpanStub
+			for _, g := range byName["gateway"] {
+				if g.SpanContext.TraceID() == sp.SpanContext.TraceID() {
+					parent = g
+				}
+			}
+			if sp.Parent.SpanID() != parent.SpanContext.SpanID() {
+				t.Errorf("%s span's parent is %s, not the request span %s", name, sp.Parent.SpanID(), parent.SpanContext.SpanID())
+			}
 		}
 	}
 	lookup := byName["fhir_imaging.study_lookup"]
@@ -435,5 +452,63 @@ func TestRewriteMetricsAndSpans(t *testing.T) {
 	}
 	if lookup.Parent.SpanID() != rewrite.SpanContext.SpanID() {
 		t.Errorf("the Endpoint look-up is not a child of the rewrite span")
+	}
+}
+
+// TestFailuresLogged: a failed FHIR look-up and an unreachable archive are
+// answered in the gateway's words, each leaves one error-level log line
+// without UIDs, and each is counted.
+func TestFailuresLogged(t *testing.T) {
+	f := newRoutingFHIR(t)
+	dead := newFakeArchive(t, "/dicom-web")
+	deadBase := dead.base()
+	dead.Close() // nothing listens there any more
+	f.included = []string{endpointJSON("a", "active", "dicom-wado-rs", deadBase)}
+	f.studies["urn:oid:1.2.1"] = `{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.1"}],"endpoint":[{"reference":"Endpoint/a"}],"series":[{"uid":"1.2.1.1"}]}`
+	logFile := t.TempDir() + "/gateway.log"
+	globals := fmt.Sprintf("\tlog {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel DEBUG\n\t}\n\tfhir_imaging {\n\t\tfhir %s/fhir\n\t\tarchive a %s\n\t}", logFile, f.URL, deadBase)
+	gw := startGateway(t, globals, "\thandle /metrics {\n\t\tmetrics\n\t}\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}")
+
+	resp, body := get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(jsonMessage(t, body), "archive a could not be reached") ||
+		strings.Contains(string(body), "127.0.0.1") || strings.Contains(string(body), "reverseproxy") {
+		t.Errorf("unreachable archive: %d %s", resp.StatusCode, body)
+	}
+	f.fail = true
+	resp, body = get(t, gw+"/wado-rs/studies/7.7.7")
+	if resp.StatusCode != http.StatusBadGateway || strings.Contains(string(body), "127.0.0.1") {
+		t.Errorf("FHIR server failing: %d %s", resp.StatusCode, body)
+	}
+	text := scrape(t, gw+"/metrics")
+	for _, want := range []string{
+		`caddy_fhir_imaging_routed_requests_total{archive="a",code="0",handler="dicomweb"} 1`,
+		`caddy_fhir_imaging_fhir_lookups_total{kind="study",result="error"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	_ = caddyStop()
+	raw, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errorsLogged []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if gjson.Get(line, "level").String() == "error" && strings.HasPrefix(gjson.Get(line, "logger").String(), "http.handlers.dicomweb") ||
+			gjson.Get(line, "level").String() == "error" && strings.HasPrefix(gjson.Get(line, "logger").String(), "fhir_imaging") {
+			errorsLogged = append(errorsLogged, line)
+		}
+	}
+	if len(errorsLogged) != 2 {
+		t.Fatalf("%d error lines from the gateway, want 2 (archive, FHIR look-up):\n%s", len(errorsLogged), strings.Join(errorsLogged, "\n"))
+	}
+	if !strings.Contains(errorsLogged[0], "archive could not be reached") || !strings.Contains(errorsLogged[1], "FHIR server") {
+		t.Errorf("error lines:\n%s", strings.Join(errorsLogged, "\n"))
+	}
+	for _, l := range errorsLogged {
+		if strings.Contains(l, "1.2.1") || strings.Contains(l, "7.7.7") {
+			t.Errorf("an error line carries a UID: %s", l)
+		}
 	}
 }

@@ -66,12 +66,12 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	ref, err := dicom.ParseWADOURI(q)
 	if err != nil {
-		return answerError(w, err)
+		return h.app.answerError(w, "wado_uri", err)
 	}
 	if sess != nil && !az.mayReadStudy(w, r, sess, "wado_uri", ref.Study) {
 		return nil
 	}
-	ar, _, err := routeStudy(h.app, r, ref.Study, ref.Series, fhirjson.WADOURI)
+	ar, _, err := h.app.route(r, ref.Study, ref.Series, fhirjson.WADOURI)
 	if err != nil {
 		return h.app.routeFailed(w, sess, "wado_uri", true, err)
 	}
@@ -82,7 +82,9 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		writeError(w, http.StatusNotFound, "archive "+ar.name+" holds this series but has no wado_uri base configured")
 		return nil
 	}
-	h.logger.Debug("routing WADO-URI request", zap.String("archive", ar.name))
+	if ce := h.logger.Check(zap.DebugLevel, "routing WADO-URI request"); ce != nil {
+		ce.Write(zap.String("archive", ar.name))
+	}
 	if status, err := ar.serve(w, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri"); err != nil {
 		return ar.failed(w, status, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -14,87 +13,6 @@ import (
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
-
-// Placement names the archives that serve one series (or, for a study's
-// default, the series an ImagingStudy does not list), per connection type.
-// An empty name means no configured archive.
-type Placement struct {
-	// WADORS is the archive of the effective WADO-RS Endpoint.
-	WADORS string `json:"wado_rs,omitempty"`
-	// WADOURI is the archive of the effective WADO-URI Endpoint.
-	WADOURI string `json:"wado_uri,omitempty"`
-}
-
-// Study is what the FHIR server says about where one DICOM study is.
-type Study struct {
-	// Known is false when no ImagingStudy has this Study Instance UID.
-	Known bool `json:"known"`
-	// Default is the placement given by study-level Endpoints, used for
-	// series that no ImagingStudy lists.
-	Default Placement `json:"default"`
-	// Series maps a Series Instance UID to its placement.
-	Series map[string]Placement `json:"series,omitempty"`
-}
-
-// Archives returns the distinct archives that hold any of the study's series
-// for connection type t, sorted.
-func (s *Study) Archives(t fhirjson.ConnectionType) []string {
-	seen := map[string]bool{}
-	add := func(p Placement) {
-		if n := p.of(t); n != "" {
-			seen[n] = true
-		}
-	}
-	add(s.Default)
-	for _, p := range s.Series {
-		add(p)
-	}
-	out := make([]string, 0, len(seen))
-	for n := range seen {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func (p Placement) of(t fhirjson.ConnectionType) string {
-	if t == fhirjson.WADOURI {
-		return p.WADOURI
-	}
-	return p.WADORS
-}
-
-// ArchiveFor returns the archive to ask for connection type t about the given
-// series, or about the whole study when series is "". For a series it is the
-// series' own placement, else the study default. For the whole study it is
-// the default, else the one archive all series are in; when the series are
-// spread over several archives and there is no default, it is the archive
-// holding the most series (ties broken by name), since one archive must be
-// chosen for a single upstream request.
-func (s *Study) ArchiveFor(t fhirjson.ConnectionType, series string) string {
-	if series != "" {
-		if p, ok := s.Series[series]; ok && p.of(t) != "" {
-			return p.of(t)
-		}
-		return s.Default.of(t)
-	}
-	if n := s.Default.of(t); n != "" {
-		return n
-	}
-	count := map[string]int{}
-	for _, p := range s.Series {
-		if n := p.of(t); n != "" {
-			count[n]++
-		}
-	}
-	best := ""
-	for n, c := range count {
-		if best == "" || c > count[best] || c == count[best] && n < best {
-			best = n
-		}
-	}
-	return best
-}
 
 // maxStudyPages bounds how many search pages are followed for one study.
 const maxStudyPages = 10
