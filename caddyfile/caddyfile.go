@@ -1,6 +1,6 @@
 // Package caddyfile registers the Caddyfile side of caddy-fhir-imaging: the
-// fhir_imaging global option and the fhir_rewrite, dicomweb and wado_uri
-// directives, with their place in Caddy's directive order, so that no
+// fhir_imaging global option and the fhir_rewrite, dicomweb, wado_uri and
+// fhir_notify directives, with their place in Caddy's directive order, so that no
 // "order" option is needed. It holds no behaviour of its own: the parsing of
 // each block lives beside the module it configures.
 package caddyfile
@@ -21,9 +21,11 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("fhir_rewrite", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterHandlerDirective("dicomweb", parseDICOMweb)
 	httpcaddyfile.RegisterHandlerDirective("wado_uri", parseWADOURI)
+	httpcaddyfile.RegisterHandlerDirective("fhir_notify", parseFHIRNotify)
 	// Both are terminal handlers, like reverse_proxy, which they follow.
 	httpcaddyfile.RegisterDirectiveOrder("dicomweb", httpcaddyfile.After, "reverse_proxy")
 	httpcaddyfile.RegisterDirectiveOrder("wado_uri", httpcaddyfile.After, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("fhir_notify", httpcaddyfile.After, "reverse_proxy")
 }
 
 func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -51,6 +53,12 @@ func parseDICOMweb(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 
 func parseWADOURI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(module.WADOURI)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+func parseFHIRNotify(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(module.FHIRNotify)
 	err := m.UnmarshalCaddyfile(h.Dispenser)
 	return m, err
 }

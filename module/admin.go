@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/tidwall/gjson"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
@@ -30,8 +28,6 @@ func init() {
 //	GET    /fhir_imaging/explain/<study-uid>[?series=<uid>]
 //	                                            ask the FHIR server now (bypassing and not filling the cache)
 //	                                            where the study and its series route, and why
-//	PUT, POST, DELETE /fhir_imaging/notify/<Type>/<id>
-//	                                            a FHIR rest-hook notification: drop what the change affects
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -48,7 +44,6 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/fhir_imaging/cache", Handler: caddy.AdminHandlerFunc(a.cache)},
 		{Pattern: "/fhir_imaging/cache/", Handler: caddy.AdminHandlerFunc(a.cacheEntry)},
 		{Pattern: "/fhir_imaging/explain/", Handler: caddy.AdminHandlerFunc(a.explain)},
-		{Pattern: "/fhir_imaging/notify/", Handler: caddy.AdminHandlerFunc(a.notify)},
 	}
 }
 
@@ -150,40 +145,6 @@ func (AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
 	ex.WADORS, ex.Why = resolve.Decide(loc, series, fhirjson.WADORS, app.DefaultArchive)
 	ex.WADOURI, _ = resolve.Decide(loc, series, fhirjson.WADOURI, app.DefaultArchive)
 	return writeJSON(w, ex)
-}
-
-// notify takes a FHIR rest-hook notification (HAPI sends PUT
-// <endpoint>/<Type>/<id> with the resource, or POST <endpoint> with no
-// payload) and drops what the change affects.
-func (AdminAPI) notify(w http.ResponseWriter, r *http.Request) error {
-	app, err := currentApp()
-	if err != nil {
-		return err
-	}
-	switch r.Method {
-	case http.MethodPut, http.MethodPost, http.MethodDelete:
-	default:
-		return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
-	if err != nil {
-		return apiError(http.StatusBadRequest, "reading body: %v", err)
-	}
-	_, rt, id := fhirjson.SplitReference(strings.TrimPrefix(r.URL.Path, "/fhir_imaging/notify"))
-	if t := gjson.GetBytes(body, "resourceType").String(); t != "" {
-		rt = t
-	}
-	switch rt {
-	case "ImagingStudy", "Endpoint", "Bundle":
-		app.invalidate(rt, id, body, "subscription")
-	case "":
-		// A notification without payload: the resource is not named, so
-		// drop every study route; Endpoints expire by TTL.
-		app.resolver.PurgeStudies()
-		app.metrics.invalidations.WithLabelValues("unknown", "subscription").Inc()
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
 }
 
 // Interface guards.

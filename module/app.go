@@ -72,10 +72,11 @@ type App struct {
 	DefaultArchive string `json:"default_archive,omitempty"`
 
 	// Subscribe is this instance's notify URL as the FHIR server can reach
-	// it, e.g. http://gateway-1.internal:2019/fhir_imaging/notify (the admin
-	// API's notify route). When set, the app registers FHIR rest-hook
-	// Subscriptions on ImagingStudy and Endpoint changes that point there,
-	// and deletes them when it stops, so that changes made through any
+	// it: a route of one of its sites that serves the fhir_notify handler,
+	// e.g. https://gateway-1.internal:8443/fhir_imaging/notify. When set,
+	// the app registers FHIR rest-hook Subscriptions on ImagingStudy and
+	// Endpoint changes that point there, and deletes them when the last
+	// config that uses them is gone, so that changes made through any
 	// gateway instance or directly in the FHIR server drop the affected
 	// cache entries at once. Default: none; entries then live until their
 	// TTL or a change made through this instance.

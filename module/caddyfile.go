@@ -463,8 +463,22 @@ func (h *WADOURI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. The
+// directive takes no arguments and no block: "fhir_notify".
+func (h *FHIRNotify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("fhir_notify takes no options, found '%s'", d.Val())
+	}
+	return nil
+}
+
 // Interface guards.
 var (
+	_ caddyfile.Unmarshaler = (*FHIRNotify)(nil)
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*FHIRRewrite)(nil)
 	_ caddyfile.Unmarshaler = (*DICOMweb)(nil)

@@ -223,7 +223,7 @@ func TestAdminAPI(t *testing.T) {
 		archive c %s
 	}`, admin, s.fhir.URL, s.a.base(), s.b.base(), s.c.base())
 	port := freePort(t)
-	cf := fmt.Sprintf("{\n%s\n\tpersist_config off\n\tauto_https off\n}\nhttp://127.0.0.1:%d {\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}\n}\n", globals, port)
+	cf := fmt.Sprintf("{\n%s\n\tpersist_config off\n\tauto_https off\n}\nhttp://127.0.0.1:%d {\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}\n\thandle_path /fhir_imaging/notify* {\n\t\tfhir_notify\n\t}\n}\n", globals, port)
 	loadCaddyfile(t, cf)
 	gw := fmt.Sprintf("http://127.0.0.1:%d", port)
 	adminURL := "http://" + admin
@@ -283,16 +283,29 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("purge all: %d %s", resp.StatusCode, body)
 	}
 
-	// A rest-hook notification for a changed ImagingStudy drops its route.
+	// A rest-hook notification for a changed ImagingStudy, to the site's
+	// fhir_notify route (not the admin API), drops its route.
 	get(t, gw+"/wado-rs/studies/1.2.2/series/1.2.2.1")
 	before := s.fhir.searches.Load()
-	resp, _ = do(t, "PUT", adminURL+"/fhir_imaging/notify/ImagingStudy/s2", strings.NewReader(s.fhir.studies["1.2.2"]), "Content-Type", "application/fhir+json")
+	resp, _ = do(t, "PUT", gw+"/fhir_imaging/notify/ImagingStudy/s2", strings.NewReader(s.fhir.studies["1.2.2"]), "Content-Type", "application/fhir+json")
 	if resp.StatusCode != 200 {
 		t.Errorf("notify: %d", resp.StatusCode)
 	}
 	get(t, gw+"/wado-rs/studies/1.2.2/series/1.2.2.1")
 	if s.fhir.searches.Load() != before+1 {
 		t.Errorf("a notified study change did not drop the cached route")
+	}
+	// A notification without a payload drops every route.
+	resp, _ = do(t, "POST", gw+"/fhir_imaging/notify", nil)
+	get(t, gw+"/wado-rs/studies/1.2.2/series/1.2.2.1")
+	if resp.StatusCode != 200 || s.fhir.searches.Load() != before+2 {
+		t.Errorf("an empty notification: %d, searches %d", resp.StatusCode, s.fhir.searches.Load()-before)
+	}
+	if resp, _ := get(t, gw+"/fhir_imaging/notify"); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET on the notify route: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, "PUT", adminURL+"/fhir_imaging/notify/ImagingStudy/s2", strings.NewReader("{}")); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the admin API still takes notifications: %d", resp.StatusCode)
 	}
 	_ = caddyStop()
 }

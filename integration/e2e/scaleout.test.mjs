@@ -13,9 +13,10 @@ import { join } from 'node:path';
 import { FHIR_SERVER, DIRECT_FHIR, byScenario, skip, get } from './lib/env.mjs';
 
 const PORT = Number(process.env.E2E_SCALEOUT_PORT || 8002);
-const ADMIN = Number(process.env.E2E_SCALEOUT_ADMIN_PORT || 2019);
 const GW2 = `http://127.0.0.1:${PORT}`;
-const CALLBACK = `http://127.0.0.1:${ADMIN}/fhir_imaging/notify`;
+// The notify route is a route of the gateway's own site (fhir_notify), open to
+// the FHIR server's address only; the admin API stays off the network.
+const CALLBACK = `${GW2}/fhir_imaging/notify`;
 const reason = skip || (FHIR_SERVER !== 'hapi' ? `${FHIR_SERVER} sends no rest-hook notifications` : false);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -40,7 +41,7 @@ test('scale-out: a change made directly in HAPI reaches a subscribed gateway at 
   const dir = mkdtempSync(join(tmpdir(), 'gw2-'));
   const caddyfile = join(dir, 'Caddyfile');
   writeFileSync(caddyfile, `{
-	admin 127.0.0.1:${ADMIN}
+	admin off
 	persist_config off
 	fhir_imaging {
 		fhir ${DIRECT_FHIR}
@@ -57,6 +58,11 @@ test('scale-out: a change made directly in HAPI reaches a subscribed gateway at 
 http://127.0.0.1:${PORT} {
 	handle_path /wado-rs/* {
 		dicomweb
+	}
+	handle_path /fhir_imaging/notify* {
+		@outsider not remote_ip 127.0.0.1
+		respond @outsider 403
+		fhir_notify
 	}
 }
 `);
