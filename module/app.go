@@ -6,6 +6,7 @@ package module
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"sort"
@@ -47,15 +48,15 @@ type App struct {
 	Archives map[string]*Archive `json:"archives,omitempty"`
 
 	// CacheTTL is how long a resolved Endpoint or study location is kept.
-	// Default: 5m.
+	// Default (also for 0): 5m.
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	// NegativeTTL is how long "this Endpoint or study is not known" is kept.
-	// Default: 10s.
+	// Default (also for 0): 10s.
 	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
 
 	// CacheSize bounds the number of entries of each cache (Endpoints,
-	// studies). Default: 10000.
+	// studies, archive membership, tokens). Default (also for 0): 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// LookupTimeout bounds one look-up against the FHIR server. A look-up
@@ -102,6 +103,7 @@ type App struct {
 	metrics   *metrics
 	lookups   *cacheCounts
 	subs      *subscriptions
+	releases  []func() // let go of what is kept across reloads (shared.go)
 }
 
 // cacheCounts counts cache hits and misses per cache (endpoint, study).
@@ -162,34 +164,72 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ar.metrics = a.metrics
 		ar.traceUIDs = a.TraceUIDs
 	}
-	lookups := &http.Client{Timeout: time.Duration(a.LookupTimeout)}
-	if a.FHIRCredentials != nil {
-		lookups = a.FHIRCredentials.client(lookups)
+	rt, err := share(a, poolKey("fhir_imaging.routing", a.FHIR, addressKey(a.addresses), durationKey(a.CacheTTL),
+		durationKey(a.NegativeTTL), durationKey(a.LookupTimeout), a.CacheSize, credentialsKey(a.FHIRCredentials), a.TraceUIDs),
+		a.newRouting)
+	if err != nil {
+		return err
 	}
-	a.resolver = resolve.New(resolve.Config{
+	a.resolver, a.members = rt.resolver, rt.members
+	if a.Subscribe != "" {
+		a.subs, err = share(a, poolKey("fhir_imaging.subscriptions", a.FHIR, a.Subscribe, credentialsKey(a.FHIRCredentials)),
+			func(func() *App) (*subscriptions, func(), error) {
+				client := &http.Client{Timeout: 10 * time.Second}
+				if a.FHIRCredentials != nil {
+					client = a.FHIRCredentials.client(client)
+				}
+				s := &subscriptions{fhir: a.FHIR, callback: a.Subscribe, client: client, logger: a.logger}
+				return s, s.stop, nil
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if a.Authorize != nil {
+		if err := a.Authorize.provision(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routing is what routes requests, kept across config reloads: the FHIR
+// look-ups with their caches, and what archives were found to hold.
+type routing struct {
+	resolver *resolve.Resolver
+	members  *membership
+}
+
+// newRouting makes the routing state for a's settings. It keeps its own
+// copy of the archive addresses, and counts into the newest config's
+// metrics.
+func (a *App) newRouting(newest func() *App) (*routing, func(), error) {
+	addresses := maps.Clone(a.addresses)
+	client := &http.Client{Timeout: time.Duration(a.LookupTimeout)}
+	if a.FHIRCredentials != nil {
+		client = a.FHIRCredentials.client(client)
+	}
+	res := resolve.New(resolve.Config{
 		FHIRBase:    a.FHIR,
-		Client:      lookups,
+		Client:      client,
 		TTL:         time.Duration(a.CacheTTL),
 		NegativeTTL: time.Duration(a.NegativeTTL),
 		Timeout:     time.Duration(a.LookupTimeout),
 		MaxEntries:  a.CacheSize,
-		Archive:     a.archiveByAddress,
-		OnCache:     a.cacheLookup,
-		OnFetch:     a.metrics.fetched,
-		TraceUIDs:   a.TraceUIDs,
+		Archive:     func(normalized string) string { return addresses[normalized] },
+		OnCache: func(cache string, hit bool) {
+			if app := newest(); app != nil {
+				app.cacheLookup(cache, hit)
+			}
+		},
+		OnFetch: func(kind, result string, d time.Duration) {
+			if app := newest(); app != nil {
+				app.metrics.fetched(kind, result, d)
+			}
+		},
+		TraceUIDs: a.TraceUIDs,
 	})
-	if a.Subscribe != "" {
-		subs := &http.Client{Timeout: 10 * time.Second}
-		if a.FHIRCredentials != nil {
-			subs = a.FHIRCredentials.client(subs)
-		}
-		a.subs = &subscriptions{fhir: a.FHIR, callback: a.Subscribe, client: subs, logger: a.logger}
-	}
-	a.members = &membership{held: ttlcache.New[bool](a.CacheSize, nil)}
-	if a.Authorize != nil {
-		a.Authorize.provision(a)
-	}
-	return nil
+	return &routing{resolver: res, members: &membership{held: ttlcache.New[bool](a.CacheSize, nil)}}, nil, nil
 }
 
 func cacheIndex(cache string) int {
@@ -229,8 +269,20 @@ func (a *App) cacheSize(cache string) int {
 	return endpoints
 }
 
-// Validate checks the configuration; it is fast and contacts nothing.
+// Validate checks the configuration; it is fast and contacts nothing. A
+// JSON config is held to the same rules as a Caddyfile.
 func (a *App) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    caddy.Duration
+	}{{"cache_ttl", a.CacheTTL}, {"negative_ttl", a.NegativeTTL}, {"lookup_timeout", a.LookupTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s must not be negative", d.name)
+		}
+	}
+	if a.CacheSize < 0 {
+		return fmt.Errorf("cache_size must not be negative")
+	}
 	if a.FHIR != "" {
 		if err := checkHTTPURL(a.FHIR); err != nil {
 			return fmt.Errorf("fhir: %v", err)
@@ -262,8 +314,9 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start registers the FHIR Subscriptions, if configured, in the background,
-// and warns when images are open to anyone.
+// Start registers the FHIR Subscriptions, if configured and not already
+// registered by an earlier config, in the background, and warns when
+// images are open to anyone.
 func (a *App) Start() error {
 	if a.Authorize == nil {
 		a.logger.Warn("DICOMweb and WADO-URI are open to every client that can reach them: no authorize block is configured")
@@ -274,28 +327,23 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop deletes the FHIR Subscriptions this instance registered.
-func (a *App) Stop() error {
-	if a.subs != nil {
-		a.subs.stop()
-	}
-	return nil
-}
+// Stop does nothing: what outlives this config (caches, Subscriptions) is
+// let go of in Cleanup, and goes when no config uses it any more.
+func (a *App) Stop() error { return nil }
 
-// Cleanup releases the archives' proxies. It is safe to call at any point.
+// Cleanup lets go of the state kept across reloads and releases the
+// archives' proxies. It is safe to call at any point.
 func (a *App) Cleanup() error {
+	for i := len(a.releases) - 1; i >= 0; i-- {
+		a.releases[i]()
+	}
+	a.releases = nil
 	for _, ar := range a.Archives {
 		if ar != nil {
 			ar.cleanup()
 		}
 	}
 	return nil
-}
-
-// archiveByAddress returns the name of the archive that a normalised
-// Endpoint address means, or "".
-func (a *App) archiveByAddress(normalized string) string {
-	return a.addresses[normalized]
 }
 
 // Archive returns the archive with the given name, or nil.

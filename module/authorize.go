@@ -93,10 +93,11 @@ func (az *Authorize) validate(app *App) error {
 	return nil
 }
 
-// provision builds the authorizer. The look-ups it makes to the FHIR server
-// go with a plain client: they carry the client's own token and never the
-// gateway's credentials.
-func (az *Authorize) provision(app *App) {
+// provision builds the authorizer, or takes the one an earlier config with
+// the same settings kept, so that a reload keeps what was learnt of
+// tokens. The look-ups it makes to the FHIR server go with a plain client:
+// they carry the client's own token and never the gateway's credentials.
+func (az *Authorize) provision(app *App) error {
 	if az.DecisionTTL == 0 {
 		az.DecisionTTL = caddy.Duration(30 * time.Second)
 	}
@@ -110,21 +111,35 @@ func (az *Authorize) provision(app *App) {
 	az.traceUIDs = app.TraceUIDs
 	az.cors = access.NewCORS(az.CORS)
 	repl := caddy.NewReplacer()
-	az.authorizer = access.New(access.Config{
-		Introspector: &access.Introspector{
-			URL:          az.Introspect,
-			ClientID:     repl.ReplaceAll(az.ClientID, ""),
-			ClientSecret: repl.ReplaceAll(az.ClientSecret, ""),
-			Issuer:       az.Issuer,
+	clientID, secret := repl.ReplaceAll(az.ClientID, ""), repl.ReplaceAll(az.ClientSecret, "")
+	key := poolKey("fhir_imaging.authorize", az.Introspect, clientID, secret, az.Issuer,
+		durationKey(az.DecisionTTL), app.FHIR, app.CacheSize, durationKey(app.LookupTimeout))
+	var err error
+	az.authorizer, err = share(app, key, func(newest func() *App) (*access.Authorizer, func(), error) {
+		check := func(kind string) func(string, time.Duration) {
+			return func(result string, d time.Duration) {
+				if a := newest(); a != nil {
+					a.metrics.accessCheck(kind, result, d)
+				}
+			}
+		}
+		return access.New(access.Config{
+			Introspector: &access.Introspector{
+				URL:          az.Introspect,
+				ClientID:     clientID,
+				ClientSecret: secret,
+				Issuer:       az.Issuer,
+				Client:       az.client,
+			},
+			FHIRBase:     app.FHIR,
 			Client:       az.client,
-		},
-		FHIRBase:     app.FHIR,
-		Client:       az.client,
-		DecisionTTL:  time.Duration(az.DecisionTTL),
-		MaxTokens:    app.CacheSize,
-		OnIntrospect: func(result string, d time.Duration) { az.metrics.accessCheck("introspect", result, d) },
-		OnLookup:     func(result string, d time.Duration) { az.metrics.accessCheck("fhir_lookup", result, d) },
+			DecisionTTL:  time.Duration(az.DecisionTTL),
+			MaxTokens:    app.CacheSize,
+			OnIntrospect: check("introspect"),
+			OnLookup:     check("fhir_lookup"),
+		}), nil, nil
 	})
+	return err
 }
 
 // forbidden is the one answer to every refusal of an authenticated

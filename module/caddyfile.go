@@ -1,10 +1,13 @@
 package module
 
 import (
+	"math"
+
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -95,9 +98,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", opt, err)
 			}
-			if dur <= 0 {
-				return d.Errf("%s must be positive", opt)
-			}
 			switch opt {
 			case "cache_ttl":
 				a.CacheTTL = caddy.Duration(dur)
@@ -112,8 +112,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return d.Errf("cache_size must be a positive number of entries, not %q", v)
+			if err != nil {
+				return d.Errf("cache_size must be a number of entries, not %q", v)
 			}
 			a.CacheSize = n
 		case "store_archive":
@@ -226,8 +226,8 @@ func unmarshalAuthorize(d *caddyfile.Dispenser) (*Authorize, error) {
 				return nil, d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("decision_ttl must be a positive duration, not %q", v)
+			if err != nil {
+				return nil, d.Errf("decision_ttl must be a duration, not %q", v)
 			}
 			az.DecisionTTL = caddy.Duration(dur)
 		case "cors":
@@ -406,24 +406,17 @@ func onOff(v string) (bool, error) {
 	return false, fmt.Errorf("must be on or off, not %q", v)
 }
 
-// parseSize reads a byte count such as 1048576, 512KiB, 32MiB or 1GB.
+// parseSize reads a byte count such as 1048576, 512KiB, 32MiB or 1GB, as
+// Caddy's own directives do (request_body max_size).
 func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, err
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, strconv.ErrSyntax
+	if n > math.MaxInt64 {
+		return 0, fmt.Errorf("%s is too large", s)
 	}
-	return n * mult, nil
+	return int64(n), nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:

@@ -7,10 +7,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -228,8 +231,8 @@ func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 	// Ask upstream only for encodings this handler can undo, so that a
 	// compressed answer can still be rewritten.
-	if ae := r.Header.Values("Accept-Encoding"); len(ae) > 0 {
-		if acceptsGzip(ae) {
+	if len(r.Header.Values("Accept-Encoding")) > 0 {
+		if accepted := encode.AcceptedEncodings(r, nil); slices.Contains(accepted, "gzip") || slices.Contains(accepted, "x-gzip") {
 			r.Header.Set("Accept-Encoding", "gzip")
 		} else {
 			r.Header.Del("Accept-Encoding")
@@ -448,25 +451,6 @@ func isFHIRJSON(ct string) bool {
 	switch mt {
 	case "application/fhir+json", "application/json", "application/json+fhir":
 		return true
-	}
-	return false
-}
-
-func acceptsGzip(values []string) bool {
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			name = strings.ToLower(strings.TrimSpace(name))
-			if name != "gzip" && name != "x-gzip" {
-				continue
-			}
-			if q := strings.TrimSpace(params); strings.HasPrefix(q, "q=") {
-				if f, err := strconv.ParseFloat(strings.TrimPrefix(q, "q="), 64); err == nil && f == 0 {
-					continue
-				}
-			}
-			return true
-		}
 	}
 	return false
 }

@@ -35,8 +35,14 @@ type subscriptions struct {
 var subscriptionCriteria = []string{"ImagingStudy?", "Endpoint?"}
 
 // start registers the Subscriptions in the background, retrying while the
-// FHIR server is not up yet.
+// FHIR server is not up yet. Only the first call does anything: a config
+// reload keeps the Subscriptions that an earlier config registered.
 func (s *subscriptions) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done = make(chan struct{})
@@ -101,12 +107,16 @@ func (s *subscriptions) create(ctx context.Context, criteria string) (string, er
 }
 
 // stop ends the registration and deletes the Subscriptions this instance
-// made, so that a stopped or reloaded gateway leaves none behind.
+// made, so that a stopped gateway leaves none behind. It runs when the last
+// config that uses them is cleaned up.
 func (s *subscriptions) stop() {
-	if s.cancel == nil {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel == nil {
 		return
 	}
-	s.cancel()
+	cancel()
 	<-s.done
 	s.mu.Lock()
 	ids := s.ids
