@@ -84,3 +84,13 @@ func proxyStatus(err error) int {
 	}
 	return http.StatusBadGateway
 }
+
+// writeOutcome answers a FHIR request with status and an OperationOutcome
+// whose single issue has the given code and message.
+func writeOutcome(w http.ResponseWriter, status int, code, msg string) {
+	body, _ := json.Marshal(map[string]any{
+		"resourceType": "OperationOutcome",
+		"issue":        []map[string]string{{"severity": "error", "code": code, "diagnostics": msg}},
+	})
+	writeBody(w, status, "application/fhir+json", body)
+}

@@ -1,28 +1,16 @@
 package module
 
 import (
-	"bytes"
-	"compress/gzip"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
-	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
 func init() {
@@ -196,274 +184,17 @@ func (h *FHIRRewrite) Validate() error {
 	return nil
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// ServeHTTP cleans a write-back request, then captures the upstream answer
-// when it may need rewriting (base swap, URL injection) and rewrites it;
-// every other answer streams through with its URL headers rebased.
+// ServeHTTP works out the request's public and upstream bases, does to the
+// request what must happen before the FHIR server sees it (fhirrequest.go),
+// then passes it on and does to the answer what must happen before the
+// client sees it (fhirresponse.go).
 func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	b := h.requestBases(r)
-	if az := h.app.Authorize; az != nil {
-		if az.cors != nil {
-			if az.cors.Preflight(w, r) {
-				return nil
-			}
-			w = newHookWriter(w, func(hdr http.Header) { az.cors.Decorate(hdr, r) })
-		}
-		switch rel := h.relativePath(r); {
-		case rel == smartConfigurationPath && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-			return h.serveSMARTConfiguration(w, r, next, b)
-		case !h.guardSearch(w, r, rel, b):
-			return nil
-		}
-	}
-	if err := h.writeBack(r, b); err != nil {
-		writeOutcome(w, http.StatusServiceUnavailable, "transient", err.Error())
-		return nil
-	}
-	watch := watchWrite(r)
-	if b.toPublic != nil {
-		w = newHookWriter(w, rebaseURLHeaders(b.toPublic))
-	}
-	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
-		h.app.metrics.rewrites.WithLabelValues("passthrough_method").Inc()
-		return next.ServeHTTP(w, r)
-	}
-	// Ask upstream only for encodings this handler can undo, so that a
-	// compressed answer can still be rewritten.
-	if len(r.Header.Values("Accept-Encoding")) > 0 {
-		if accepted := encode.AcceptedEncodings(r, nil); slices.Contains(accepted, "gzip") || slices.Contains(accepted, "x-gzip") {
-			r.Header.Set("Accept-Encoding", "gzip")
-		} else {
-			r.Header.Del("Accept-Encoding")
-		}
-	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= 4<<20 {
-			bufPool.Put(buf)
-		}
-	}()
-	rec := &boundedRecorder{w: w, buf: buf, limit: int(h.MaxBodySize)}
-	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
-	if err := next.ServeHTTP(rec, r); err != nil {
+	w, watch, answered, err := h.request(w, r, next, b)
+	if answered {
 		return err
 	}
-	// A change accepted by the FHIR server must route the very next request.
-	watch.done(h.app, rec.Status())
-	if !rec.captured() {
-		h.app.metrics.rewrites.WithLabelValues(h.passReason(rec)).Inc()
-		return nil
-	}
-	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.rewrite")
-	outcome := "unchanged"
-	out, ok := h.rewrite(r.WithContext(ctx), w.Header(), rec.Status(), buf.Bytes(), b, &outcome)
-	span.SetAttributes(attribute.String("fhir_imaging.outcome", outcome))
-	span.End()
-	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
-	if !ok {
-		return rec.WriteResponse()
-	}
-	hdr := w.Header()
-	hdr.Set("Content-Length", strconv.Itoa(len(out)))
-	if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
-		// The representation changed, so a strong validator no longer holds.
-		hdr.Set("ETag", "W/"+etag)
-	}
-	w.WriteHeader(rec.Status())
-	_, err := w.Write(out)
-	return err
-}
-
-// passReason names why an answer streamed through without being looked at.
-func (h *FHIRRewrite) passReason(rec *boundedRecorder) string {
-	if rec.overflow {
-		return "passthrough_too_large"
-	}
-	hdr := rec.Header()
-	switch {
-	case rec.Status() == http.StatusNoContent || rec.Status() == http.StatusNotModified || rec.Status() == http.StatusPartialContent:
-		return "passthrough_status"
-	case !isFHIRJSON(hdr.Get("Content-Type")):
-		return "passthrough_not_json"
-	case hdr.Get("Content-Length") != "" && !h.shouldBuffer(rec.Status(), hdr):
-		return "passthrough_too_large"
-	}
-	return "passthrough_encoding"
-}
-
-// shouldBuffer decides from the status and headers whether an answer may be
-// rewritten, before any of its body is read.
-func (h *FHIRRewrite) shouldBuffer(status int, hdr http.Header) bool {
-	// Error answers (OperationOutcome) are buffered too: their base is
-	// swapped, though nothing is injected into them.
-	if status < 200 || status == http.StatusNoContent || status == http.StatusPartialContent || status == http.StatusNotModified {
-		return false
-	}
-	if !isFHIRJSON(hdr.Get("Content-Type")) {
-		return false
-	}
-	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
-	case "", "identity", "gzip", "x-gzip":
-	default:
-		return false
-	}
-	if cl := hdr.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n > h.MaxBodySize {
-			return false
-		}
-	}
-	return true
-}
-
-// rewrite returns the rewritten body and true, or false when the body is
-// to be sent as it came. On success the headers are adjusted for a
-// decompressed body.
-//
-// outcome is set to what happened, for metrics: rewritten (URLs injected),
-// rebased (only base URLs swapped), unchanged, or passthrough_<reason>.
-func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
-	gz := false
-	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			h.logger.Debug("not rewritten: gzip body unreadable", zap.Error(err))
-			*outcome = "passthrough_encoding"
-			return nil, false
-		}
-		plain, err := io.ReadAll(io.LimitReader(zr, h.MaxBodySize+1))
-		if err != nil || int64(len(plain)) > h.MaxBodySize {
-			h.logger.Debug("not rewritten: gzip body unreadable or over the size limit", zap.Error(err))
-			*outcome = "passthrough_too_large"
-			return nil, false
-		}
-		body, gz = plain, true
-	}
-	rebased := false
-	if b.toPublic != nil {
-		out, changed, err := b.toPublic.Apply(body)
-		if err != nil {
-			h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
-			*outcome = "passthrough_malformed"
-			return nil, false
-		}
-		body, rebased = out, changed
-	}
-	out, injected := h.inject(r, status, body, b, outcome)
-	if !injected && !rebased {
-		return nil, false
-	}
-	if injected {
-		body = out
-		*outcome = "rewritten"
-	} else {
-		*outcome = "rebased"
-	}
-	if gz {
-		hdr.Del("Content-Encoding")
-		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
-			hdr.Add("Vary", "Accept-Encoding")
-		}
-	}
-	return body, true
-}
-
-// inject adds the WADO-RS and WADO-URI extensions to the ImagingStudies of
-// a successful answer, gives its archive Endpoints the gateway's address
-// (see EndpointAddresses), and reports whether it changed anything.
-func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
-	readdress := h.readdressing()
-	if status < 200 || status > 299 ||
-		!bytes.Contains(body, []byte(`"ImagingStudy"`)) && !(readdress && bytes.Contains(body, []byte(`"Endpoint"`))) {
-		return nil, false
-	}
-	local := append(h.localBases[:len(h.localBases):len(h.localBases)], fhirjson.NormalizeBase(b.seen), fhirjson.NormalizeBase(b.public))
-	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local})
-	if err != nil {
-		h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
-		*outcome = "passthrough_malformed"
-		return nil, false
-	}
-	if len(doc.Studies) == 0 && len(doc.Endpoints) == 0 {
-		return nil, false
-	}
-	var fetched map[string]fhirjson.Endpoint
-	if ids := doc.MissingEndpoints(); len(ids) > 0 && h.app.FHIR != "" {
-		fetched, err = h.app.resolver.Endpoints(r.Context(), ids)
-		if err != nil {
-			h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
-		}
-	}
-	rsBase, uriBase := absolute(b.origin, h.DICOMwebBase), absolute(b.origin, h.WADOURIBase)
-	plan := func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
-		var b fhirjson.Bases
-		if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
-			if h.Mode == ModeDirect {
-				b.WADORS = e.Address
-			} else if h.app.ArchiveFor(e.Address) != nil {
-				b.WADORS = rsBase
-			}
-		}
-		if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
-			if h.Mode == ModeDirect {
-				b.WADOURI = e.Address
-			} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
-				b.WADOURI = uriBase
-			}
-		}
-		return b
-	}
-	var addresses fhirjson.Readdress
-	if readdress {
-		addresses = func(site *fhirjson.EndpointSite) (string, bool) {
-			return h.publicAddress(site.Endpoint, rsBase, uriBase)
-		}
-	}
-	out, changed, stats := doc.Rewrite(plan, addresses, h.ext)
-	h.app.metrics.injected.WithLabelValues("series").Add(float64(stats.Series))
-	h.app.metrics.injected.WithLabelValues("instance").Add(float64(stats.Instances))
-	h.app.metrics.injected.WithLabelValues("endpoint_address").Add(float64(stats.Endpoints))
-	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("fhir_imaging.studies", len(doc.Studies)),
-		attribute.Int("fhir_imaging.series_urls", stats.Series), attribute.Int("fhir_imaging.instance_urls", stats.Instances),
-		attribute.Int("fhir_imaging.endpoint_addresses", stats.Endpoints))
-	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series),
-		zap.Int("instance_urls", stats.Instances), zap.Int("endpoint_addresses", stats.Endpoints))
-	return out, changed
-}
-
-func absolute(origin, base string) string {
-	if strings.HasPrefix(base, "/") {
-		return origin + base
-	}
-	return base
-}
-
-// isFHIRJSON reports whether a Content-Type is JSON as FHIR servers send it
-// (application/fhir+json, application/json, or the older
-// application/json+fhir), whatever its parameters and case.
-func isFHIRJSON(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	switch mt {
-	case "application/fhir+json", "application/json", "application/json+fhir":
-		return true
-	}
-	return false
-}
-
-func headerHasToken(values []string, token string) bool {
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(part), token) {
-				return true
-			}
-		}
-	}
-	return false
+	return h.respond(w, r, next, b, watch)
 }
 
 // Interface guards.

@@ -1,11 +1,7 @@
 package module
 
 import (
-	"bytes"
-	"io"
-	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -14,9 +10,10 @@ import (
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 )
 
-// This file holds what makes the gateway transparent to FHIR clients: the
-// public base the client called, base swaps in both directions, and the
-// removal of injected extensions from what clients write back.
+// The two bases of a FHIR request, which keep the gateway transparent to
+// FHIR clients: the public base the client called and the FHIR server's own
+// (upstream) base, and the swap between them in URL headers. Bodies are
+// swapped by the request side (write-back) and the response side.
 
 // bases are the two sides of one request: what the client sees and what the
 // FHIR server sees.
@@ -47,16 +44,6 @@ func (h *FHIRRewrite) publicBase(r *http.Request) string {
 	}
 	origin, prefix := requestOrigin(r)
 	return origin + prefix + h.publicPath(r)
-}
-
-// schemeHost returns the scheme and host of an absolute URL.
-func schemeHost(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.IndexByte(u[i+3:], '/'); j >= 0 {
-			return u[:i+3+j]
-		}
-	}
-	return strings.TrimRight(u, "/")
 }
 
 // requestOrigin returns the scheme and host the client called, and the path
@@ -108,35 +95,6 @@ func (h *FHIRRewrite) publicPath(r *http.Request) string {
 	return strings.TrimRight(op[:len(op)-len(rest)], "/")
 }
 
-func firstValue(v string) string {
-	v, _, _ = strings.Cut(v, ",")
-	return strings.TrimSpace(v)
-}
-
-// validHostPort accepts a host[:port] without anything that could change
-// the meaning of a URL built from it.
-func validHostPort(s string) bool {
-	if len(s) > 255 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-.:[]_", c) >= 0) {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func validPathPrefix(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == '?' || c == '#' || c == '\\' || c >= 0x7f {
-			return false
-		}
-	}
-	return len(s) <= 1024
-}
-
 // requestBases returns the bases of one request and the transformer for
 // answers, or nil when the public and the upstream base are the same or
 // rebasing is off.
@@ -173,100 +131,6 @@ func (h *FHIRRewrite) requestBases(r *http.Request) bases {
 	return b
 }
 
-// writeBack prepares a request that writes to the FHIR server: a JSON body
-// (a resource, a Bundle, a JSON Patch or a FHIRPath Patch) up to
-// MaxBodySize loses the extensions this gateway injects, has the public
-// base swapped for the upstream one, and gets back the stored addresses of
-// the Endpoints it was given the gateway's address in; everything else in
-// it stays as it was. Larger, compressed or non-JSON bodies go on
-// unchanged. An error means the request must not go on.
-func (h *FHIRRewrite) writeBack(r *http.Request, b bases) error {
-	switch r.Method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch:
-	default:
-		return nil
-	}
-	var rules []fhirjson.Rebase
-	if b.toPublic != nil {
-		rules = []fhirjson.Rebase{{From: b.public, To: b.upstream}}
-		if tr, err := fhirjson.NewTransformer(rules, nil, fhirjson.NotPatch); err == nil {
-			for _, name := range []string{"Content-Location", "Link"} {
-				if v := r.Header.Get(name); v != "" {
-					if nv, ok := rebaseHeader(tr, name, v); ok {
-						r.Header.Set(name, nv)
-					}
-				}
-			}
-		}
-	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	if ce := strings.TrimSpace(r.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
-		return nil
-	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	patch := fhirjson.NotPatch
-	switch {
-	case err != nil:
-		return nil
-	case mt == "application/json-patch+json":
-		patch = fhirjson.JSONPatch
-	case !isFHIRJSON(mt):
-		return nil
-	}
-	if r.ContentLength > h.MaxBodySize {
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, h.MaxBodySize+1))
-	if err != nil || int64(len(body)) > h.MaxBodySize {
-		// Too large (or cut short): what was read goes first, the rest follows.
-		r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
-		return nil
-	}
-	_ = r.Body.Close()
-	out := body
-	tr, err := fhirjson.NewTransformer(rules, h.dropExt, patch)
-	if err == nil {
-		if o, changed, err := tr.Apply(body); err == nil && changed {
-			out = o
-			h.logger.Debug("write-back: request body cleaned", zap.Int("before", len(body)), zap.Int("after", len(out)))
-		}
-	}
-	if h.readdressing() && patch == fhirjson.NotPatch {
-		if out, err = h.restoreAddresses(r, out, b); err != nil {
-			return err
-		}
-	}
-	setBody(r, out)
-	return nil
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
-// setBody replaces a request's body with b and makes the length headers
-// agree with it.
-func setBody(r *http.Request, b []byte) {
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	r.ContentLength = int64(len(b))
-	r.TransferEncoding = nil
-	r.Header.Del("Transfer-Encoding")
-	r.Header.Set("Content-Length", strconv.Itoa(len(b)))
-}
-
-// rebaseHeader rewrites the URL of a Location or Content-Location header,
-// or the URLs of a Link header.
-func rebaseHeader(tr *fhirjson.Transformer, name, v string) (string, bool) {
-	if strings.EqualFold(name, "Link") {
-		return tr.LinkHeader(v)
-	}
-	return tr.URL(v)
-}
-
 // urlHeaders are the response headers that carry FHIR URLs.
 var urlHeaders = []string{"Location", "Content-Location", "Link"}
 
@@ -284,4 +148,13 @@ func rebaseURLHeaders(tr *fhirjson.Transformer) func(http.Header) {
 			}
 		}
 	}
+}
+
+// rebaseHeader rewrites the URL of a Location or Content-Location header,
+// or the URLs of a Link header.
+func rebaseHeader(tr *fhirjson.Transformer, name, v string) (string, bool) {
+	if strings.EqualFold(name, "Link") {
+		return tr.LinkHeader(v)
+	}
+	return tr.URL(v)
 }

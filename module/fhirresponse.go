@@ -1,0 +1,285 @@
+package module
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
+)
+
+// The response side of fhir_rewrite: what happens to the FHIR server's
+// answer before the client sees it, top to bottom in the order respond()
+// does it.
+
+// respond passes the request on to the FHIR server and does to the answer
+// what the gateway does before the client sees it, in this order: URL
+// headers get the public base as they are written; an answer that may need
+// rewriting (JSON, not too large) is captured, anything else streams
+// through; a write the FHIR server accepted drops what it changes from the
+// caches, so that the very next request routes by it; the captured body is
+// rewritten (decompressed, rebased, URLs injected, archive Endpoint
+// addresses made public) and written once.
+func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, b bases, watch *writeWatch) error {
+	if b.toPublic != nil {
+		w = newHookWriter(w, rebaseURLHeaders(b.toPublic))
+	}
+	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
+		h.app.metrics.rewrites.WithLabelValues("passthrough_method").Inc()
+		return next.ServeHTTP(w, r)
+	}
+	// Ask upstream only for encodings this handler can undo, so that a
+	// compressed answer can still be rewritten.
+	if len(r.Header.Values("Accept-Encoding")) > 0 {
+		if accepted := encode.AcceptedEncodings(r, nil); slices.Contains(accepted, "gzip") || slices.Contains(accepted, "x-gzip") {
+			r.Header.Set("Accept-Encoding", "gzip")
+		} else {
+			r.Header.Del("Accept-Encoding")
+		}
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 4<<20 {
+			bufPool.Put(buf)
+		}
+	}()
+	rec := &boundedRecorder{w: w, buf: buf, limit: int(h.MaxBodySize)}
+	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
+	if err := next.ServeHTTP(rec, r); err != nil {
+		return err
+	}
+	watch.done(h.app, rec.Status())
+	if !rec.captured() {
+		h.app.metrics.rewrites.WithLabelValues(h.passReason(rec)).Inc()
+		return nil
+	}
+	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.rewrite")
+	outcome := "unchanged"
+	out, ok := h.rewrite(r.WithContext(ctx), w.Header(), rec.Status(), buf.Bytes(), b, &outcome)
+	span.SetAttributes(attribute.String("fhir_imaging.outcome", outcome))
+	span.End()
+	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
+	if !ok {
+		return rec.WriteResponse()
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Length", strconv.Itoa(len(out)))
+	if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+		// The representation changed, so a strong validator no longer holds.
+		hdr.Set("ETag", "W/"+etag)
+	}
+	w.WriteHeader(rec.Status())
+	_, err := w.Write(out)
+	return err
+}
+
+// shouldBuffer decides from the status and headers whether an answer may be
+// rewritten, before any of its body is read.
+func (h *FHIRRewrite) shouldBuffer(status int, hdr http.Header) bool {
+	// Error answers (OperationOutcome) are buffered too: their base is
+	// swapped, though nothing is injected into them.
+	if status < 200 || status == http.StatusNoContent || status == http.StatusPartialContent || status == http.StatusNotModified {
+		return false
+	}
+	if !isFHIRJSON(hdr.Get("Content-Type")) {
+		return false
+	}
+	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
+	case "", "identity", "gzip", "x-gzip":
+	default:
+		return false
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n > h.MaxBodySize {
+			return false
+		}
+	}
+	return true
+}
+
+// passReason names why an answer streamed through without being looked at.
+func (h *FHIRRewrite) passReason(rec *boundedRecorder) string {
+	if rec.overflow {
+		return "passthrough_too_large"
+	}
+	hdr := rec.Header()
+	switch {
+	case rec.Status() == http.StatusNoContent || rec.Status() == http.StatusNotModified || rec.Status() == http.StatusPartialContent:
+		return "passthrough_status"
+	case !isFHIRJSON(hdr.Get("Content-Type")):
+		return "passthrough_not_json"
+	case hdr.Get("Content-Length") != "" && !h.shouldBuffer(rec.Status(), hdr):
+		return "passthrough_too_large"
+	}
+	return "passthrough_encoding"
+}
+
+// done drops the affected cache entries if the FHIR server accepted the
+// write (status 2xx).
+func (w *writeWatch) done(app *App, status int) {
+	if w == nil || status < 200 || status > 299 {
+		return
+	}
+	var body []byte
+	if !w.truncated {
+		body = w.body.Bytes()
+	}
+	rt := w.resourceType
+	if rt == "" {
+		if len(body) == 0 {
+			return
+		}
+		rt = "Bundle"
+	}
+	app.invalidate(rt, w.id, body, "gateway")
+}
+
+// rewrite returns the rewritten body and true, or false when the body is
+// to be sent as it came. On success the headers are adjusted for a
+// decompressed body.
+//
+// outcome is set to what happened, for metrics: rewritten (URLs injected),
+// rebased (only base URLs swapped), unchanged, or passthrough_<reason>.
+func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
+	gz := false
+	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			h.logger.Debug("not rewritten: gzip body unreadable", zap.Error(err))
+			*outcome = "passthrough_encoding"
+			return nil, false
+		}
+		plain, err := io.ReadAll(io.LimitReader(zr, h.MaxBodySize+1))
+		if err != nil || int64(len(plain)) > h.MaxBodySize {
+			h.logger.Debug("not rewritten: gzip body unreadable or over the size limit", zap.Error(err))
+			*outcome = "passthrough_too_large"
+			return nil, false
+		}
+		body, gz = plain, true
+	}
+	rebased := false
+	if b.toPublic != nil {
+		out, changed, err := b.toPublic.Apply(body)
+		if err != nil {
+			h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
+			*outcome = "passthrough_malformed"
+			return nil, false
+		}
+		body, rebased = out, changed
+	}
+	out, injected := h.inject(r, status, body, b, outcome)
+	if !injected && !rebased {
+		return nil, false
+	}
+	if injected {
+		body = out
+		*outcome = "rewritten"
+	} else {
+		*outcome = "rebased"
+	}
+	if gz {
+		hdr.Del("Content-Encoding")
+		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
+			hdr.Add("Vary", "Accept-Encoding")
+		}
+	}
+	return body, true
+}
+
+// inject adds the WADO-RS and WADO-URI extensions to the ImagingStudies of
+// a successful answer, gives its archive Endpoints the gateway's address
+// (see EndpointAddresses), and reports whether it changed anything.
+func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
+	readdress := h.readdressing()
+	if status < 200 || status > 299 ||
+		!bytes.Contains(body, []byte(`"ImagingStudy"`)) && !(readdress && bytes.Contains(body, []byte(`"Endpoint"`))) {
+		return nil, false
+	}
+	local := append(h.localBases[:len(h.localBases):len(h.localBases)], fhirjson.NormalizeBase(b.seen), fhirjson.NormalizeBase(b.public))
+	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local})
+	if err != nil {
+		h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
+		*outcome = "passthrough_malformed"
+		return nil, false
+	}
+	if len(doc.Studies) == 0 && len(doc.Endpoints) == 0 {
+		return nil, false
+	}
+	var fetched map[string]fhirjson.Endpoint
+	if ids := doc.MissingEndpoints(); len(ids) > 0 && h.app.FHIR != "" {
+		fetched, err = h.app.resolver.Endpoints(r.Context(), ids)
+		if err != nil {
+			h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
+		}
+	}
+	rsBase, uriBase := absolute(b.origin, h.DICOMwebBase), absolute(b.origin, h.WADOURIBase)
+	plan := func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
+		var b fhirjson.Bases
+		if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
+			if h.Mode == ModeDirect {
+				b.WADORS = e.Address
+			} else if h.app.ArchiveFor(e.Address) != nil {
+				b.WADORS = rsBase
+			}
+		}
+		if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
+			if h.Mode == ModeDirect {
+				b.WADOURI = e.Address
+			} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
+				b.WADOURI = uriBase
+			}
+		}
+		return b
+	}
+	var addresses fhirjson.Readdress
+	if readdress {
+		addresses = func(site *fhirjson.EndpointSite) (string, bool) {
+			return h.publicAddress(site.Endpoint, rsBase, uriBase)
+		}
+	}
+	out, changed, stats := doc.Rewrite(plan, addresses, h.ext)
+	h.app.metrics.injected.WithLabelValues("series").Add(float64(stats.Series))
+	h.app.metrics.injected.WithLabelValues("instance").Add(float64(stats.Instances))
+	h.app.metrics.injected.WithLabelValues("endpoint_address").Add(float64(stats.Endpoints))
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("fhir_imaging.studies", len(doc.Studies)),
+		attribute.Int("fhir_imaging.series_urls", stats.Series), attribute.Int("fhir_imaging.instance_urls", stats.Instances),
+		attribute.Int("fhir_imaging.endpoint_addresses", stats.Endpoints))
+	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series),
+		zap.Int("instance_urls", stats.Instances), zap.Int("endpoint_addresses", stats.Endpoints))
+	return out, changed
+}
+
+// readdressing reports whether archive Endpoints are answered with the
+// gateway's address.
+func (h *FHIRRewrite) readdressing() bool {
+	return h.Mode == ModeProxy && h.EndpointAddresses == AddressesPublic
+}
+
+// publicAddress returns the gateway's address for an Endpoint that means a
+// configured archive: the gateway's WADO-URI base for one that serves
+// WADO-URI only (or whose address is the archive's wado_uri), else its
+// DICOMweb base. It returns false for any other Endpoint.
+func (h *FHIRRewrite) publicAddress(e fhirjson.Endpoint, rsBase, uriBase string) (string, bool) {
+	ar := h.app.ArchiveFor(e.Address)
+	if ar == nil {
+		return "", false
+	}
+	wadoURI := ar.WADOURI != "" && fhirjson.NormalizeBase(e.Address) == fhirjson.NormalizeBase(ar.WADOURI)
+	if wadoURI || e.Has(fhirjson.WADOURI) && !e.Has(fhirjson.WADORS) {
+		return uriBase, true
+	}
+	return rsBase, true
+}
