@@ -30,6 +30,7 @@
 #   MEDPLUM_PORT 8090 (FHIR at /fhir/)
 #   GATEWAY_PORT 8000, CADDY_BIN <repo>/caddy, GATEWAY_CADDYFILE caddyfile/examples/stack.Caddyfile
 #                     (its FHIR upstream: FHIR_UPSTREAM_HOST, default 127.0.0.1:8080 = hapi)
+#   VIEWER_PORT 3000  (the OHIF viewer, served by the gateway's Caddy: stack.Caddyfile)
 #   AUTH_PORT 9000    (auth/server.mjs, OAuth 2.0/SMART authorization server; ready when
 #                     /.well-known/openid-configuration is 200; AUTH_* env passes through)
 #   STACK_ALLOW_HOST_NETWORK=1   skip the private-namespace check (don't)
@@ -44,9 +45,10 @@ _STACK_REPO="$(cd "$_STACK_HERE/.." && pwd)"
 : "${MEDPLUM_PORT:=8090}"
 : "${GATEWAY_PORT:=8000}"
 : "${AUTH_PORT:=9000}"
+: "${VIEWER_PORT:=3000}"
 : "${CADDY_BIN:=$_STACK_REPO/caddy}"
 : "${GATEWAY_CADDYFILE:=$_STACK_REPO/caddyfile/examples/stack.Caddyfile}"
-export ORTHANC_A_HTTP_PORT ORTHANC_B_HTTP_PORT HAPI_PORT MEDPLUM_PORT GATEWAY_PORT AUTH_PORT
+export ORTHANC_A_HTTP_PORT ORTHANC_B_HTTP_PORT HAPI_PORT MEDPLUM_PORT GATEWAY_PORT AUTH_PORT VIEWER_PORT
 export ORTHANC_A_URL="http://127.0.0.1:$ORTHANC_A_HTTP_PORT"
 export ORTHANC_B_URL="http://127.0.0.1:$ORTHANC_B_HTTP_PORT"
 export ORTHANC_A_DICOMWEB="$ORTHANC_A_URL/dicom-web"
@@ -57,6 +59,10 @@ export HAPI_FHIR_BASE="http://127.0.0.1:$HAPI_PORT/fhir"
 export MEDPLUM_FHIR_BASE="http://127.0.0.1:$MEDPLUM_PORT/fhir"
 export GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
 export AUTH_URL="http://127.0.0.1:$AUTH_PORT"
+export VIEWER_URL="http://127.0.0.1:$VIEWER_PORT"
+# What the gateway's Caddyfile serves besides the gateway: the landing page and the viewer.
+export SITE_ROOT="$_STACK_HERE/site" VIEWER_CONFIG="$_STACK_HERE/viewer" \
+  VIEWER_DIST="$_STACK_HERE/node_modules/@ohif/app/dist"
 
 declare -gA STACK_PIDS=()
 declare -ga STACK_ORDER=()
@@ -260,7 +266,7 @@ stack_install_trap() {
 stack_env() {
   local v
   for v in STACK_RUN_DIR ORTHANC_A_URL ORTHANC_B_URL ORTHANC_A_DICOMWEB ORTHANC_B_DICOMWEB \
-           ORTHANC_A_WADO_URI ORTHANC_B_WADO_URI HAPI_FHIR_BASE MEDPLUM_FHIR_BASE GATEWAY_URL AUTH_URL; do
+           ORTHANC_A_WADO_URI ORTHANC_B_WADO_URI HAPI_FHIR_BASE MEDPLUM_FHIR_BASE GATEWAY_URL AUTH_URL VIEWER_URL; do
     printf '%s=%q\n' "$v" "${!v:-}"
   done
 }
