@@ -18,9 +18,11 @@ GO ?= go
 all: build
 
 build:
+	@echo "[make] building ./caddy (the first build compiles Caddy and its modules: a few minutes on 2 cores, then seconds)"
 	$(GO) build -o caddy ./cmd/caddy
 
 unit:
+	@echo "[make] Go tests with the race detector (the first run compiles everything for it: a few minutes on 2 cores)"
 	$(GO) test -race ./...
 
 e2e: build install
