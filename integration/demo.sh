@@ -19,6 +19,9 @@
 #   DEMO_VIEWER_PORT (3000), DEMO_ADMIN_PORT (2019),
 #   DEMO_SKIP_INSTALL=1 (do not run install.sh), DEMO_TOUR_ONLY=1 (print the tour and exit).
 set -uo pipefail
+# Ctrl-C reaches a pipe reader too (make demo | tee): never die of a closed
+# pipe while stopping.
+trap '' PIPE
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 say() { echo "[demo] $*" >&2; }
