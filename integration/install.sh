@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent installer for the integration stack (Orthanc x2, dcmtk, Node deps,
-# and — if present — the HAPI FHIR server built by integration/hapi/build.sh).
+# Debian's Chromium for the viewer test (driven by playwright-core; no browser is
+# ever downloaded), and — if present — the HAPI FHIR server built by
+# integration/hapi/build.sh).
 # Run as root on Debian 12, with package registries reachable (i.e. OUTSIDE the
 # private network namespace used by stack.sh).
 set -euo pipefail
@@ -11,7 +13,9 @@ t0=$(date +%s.%N)
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1fs", b-a}'; }
 
 # ---- apt ---------------------------------------------------------------
-APT_PKGS=(orthanc orthanc-dicomweb dcmtk iproute2 curl jq util-linux procps ca-certificates)
+# chromium: e2e/viewer.test.mjs (/usr/bin/chromium). No font package: OHIF ships its
+# font (Inter, woff2) and libfontconfig1 pulls in fonts-dejavu-core for the rest.
+APT_PKGS=(orthanc orthanc-dicomweb dcmtk iproute2 curl jq util-linux procps ca-certificates chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -410,6 +410,13 @@ func TestDICOMwebQIDOFanOut(t *testing.T) {
 	if q := last.URL.Query(); q.Get("limit") != "3" || q.Get("offset") != "" {
 		t.Errorf("archive asked with %q, want limit=3 and no offset", last.URL.RawQuery)
 	}
+	// Everything but the window goes on as the client encoded it: Orthanc
+	// reads includefield=a,b and not includefield=a%2Cb.
+	get(t, s.gw+"/wado-rs/studies?includefield=00081030,00080060&PatientName=Doe%2C%20J*&offset=1&limit=1")
+	last = s.a.requests()[len(s.a.requests())-1]
+	if last.URL.RawQuery != "includefield=00081030,00080060&PatientName=Doe%2C%20J*&limit=2" {
+		t.Errorf("archive asked with %q", last.URL.RawQuery)
+	}
 	s.b.Close()
 	resp, body := get(t, s.gw+"/wado-rs/studies")
 	if resp.StatusCode != 200 || len(resp.Header.Values("Warning")) != 1 {

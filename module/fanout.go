@@ -50,14 +50,15 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 		writeError(w, http.StatusBadRequest, "malformed query string: "+err.Error())
 		return nil
 	}
-	win := window{limit: -1}
+	win, query := window{limit: -1}, r.URL.RawQuery
 	if windowed {
-		if win, err = takeWindow(q, keep != nil); err != nil {
+		if win, err = takeWindow(q); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return nil
 		}
+		query = win.forArchives(query, keep != nil)
 	}
-	answers := askAll(r, archives, path, q.Encode(), h.MaxJSONSize)
+	answers := askAll(r, archives, path, query, h.MaxJSONSize)
 	datasets, failed := h.combine(w, archives, answers, key)
 	if failed == len(archives) {
 		writeError(w, http.StatusBadGateway, "no archive answered")
@@ -91,11 +92,8 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 	return err
 }
 
-// takeWindow reads limit and offset from q and rewrites q for the
-// archives: each must return everything up to offset+limit, since the
-// window applies to the merged list; with all, everything, since the
-// merged list is filtered before the window applies.
-func takeWindow(q url.Values, all bool) (window, error) {
+// takeWindow reads limit and offset from q.
+func takeWindow(q url.Values) (window, error) {
 	win := window{limit: -1}
 	var err error
 	if v := q.Get("limit"); v != "" {
@@ -108,14 +106,28 @@ func takeWindow(q url.Values, all bool) (window, error) {
 			return win, errors.New("offset must be a non-negative integer")
 		}
 	}
-	q.Del("offset")
-	switch {
-	case all:
-		q.Del("limit")
-	case win.limit >= 0:
-		q.Set("limit", strconv.Itoa(win.offset+win.limit))
-	}
 	return win, nil
+}
+
+// forArchives returns the raw query to send each archive: each must return
+// everything up to offset+limit, since the window applies to the merged
+// list; with all, everything, since the merged list is filtered before the
+// window applies. Every other parameter goes on exactly as the client
+// encoded it: an archive may read "includefield=a,b" and not
+// "includefield=a%2Cb".
+func (win window) forArchives(raw string, all bool) string {
+	var kept []string
+	for _, pair := range strings.Split(raw, "&") {
+		key, _, _ := strings.Cut(pair, "=")
+		if pair == "" || key == "limit" || key == "offset" {
+			continue
+		}
+		kept = append(kept, pair)
+	}
+	if !all && win.limit >= 0 {
+		kept = append(kept, "limit="+strconv.Itoa(win.offset+win.limit))
+	}
+	return strings.Join(kept, "&")
 }
 
 func (win window) apply(ds []gjson.Result) []gjson.Result {

@@ -143,11 +143,13 @@ test(`[${FHIR_SERVER}] search by DICOM study UID with _include=ImagingStudy:endp
   }
 });
 
-test(`[${FHIR_SERVER}] an Endpoint read through the gateway and written back keeps its stored address`, { skip }, async () => {
+test(`[${FHIR_SERVER}] an Endpoint read through the gateway and written back keeps its stored address`, { skip }, async (t) => {
   const ep = await client.read({ resourceType: 'Endpoint', id: 'ep-b-wado-rs' });
   assert.equal(ep.address, GW_DICOMWEB);
+  const name = ep.name;
   ep.name = 'Orthanc B WADO-RS (renamed through the gateway)';
   await client.update({ resourceType: 'Endpoint', id: ep.id, body: ep });
+  t.after(() => client.update({ resourceType: 'Endpoint', id: ep.id, body: { ...ep, name } }));
   const direct = await fhirClient(DIRECT_FHIR).read({ resourceType: 'Endpoint', id: 'ep-b-wado-rs' });
   assert.equal(direct.name, ep.name, 'the change was stored');
   assert.equal(direct.address, 'http://127.0.0.1:18043/pacs/dicom-web', 'the stored address was put back');

@@ -72,6 +72,23 @@ function archiveOf(is, se, included) {
   return ep ? (ep.name || ep.id) : 'no WADO-RS Endpoint';
 }
 
+/**
+ * Fetch a rendered image and show it. The request asks for image/jpeg
+ * explicitly: a browser's own image Accept header (image/avif,image/webp,…)
+ * is more than Orthanc 1.10's rendered resource takes.
+ */
+async function showRendered(img) {
+  try {
+    const res = await fetch(img.dataset.src, { headers: { Accept: 'image/jpeg' } });
+    if (!res.ok) throw new Error(String(res.status));
+    img.src = URL.createObjectURL(await res.blob());
+  } catch (err) {
+    img.dataset.failed = 'true';
+    img.replaceWith(el('div', { class: 'noimage', 'data-series': img.dataset.series, 'data-failed': 'true' },
+      `no image (${err.message})`));
+  }
+}
+
 function seriesCard(is, se, included) {
   const url = (se.extension || []).find((x) => x.url === EXT_WADO_RS)?.valueUrl;
   const first = (se.instance || []).find((i) => (i.extension || []).some((x) => x.url === EXT_WADO_RS));
@@ -79,10 +96,12 @@ function seriesCard(is, se, included) {
   const label = `Series ${se.number ?? ''} ${se.modality?.code || ''} — ${se.description || se.uid}`;
   const figure = el('figure', { class: 'series' });
   if (instanceURL) {
-    figure.append(el('img', {
-      src: `${instanceURL}/rendered`, alt: `first image of ${label}`, width: '128', height: '128',
-      'data-series': se.uid, loading: 'lazy',
-    }));
+    const img = el('img', {
+      alt: `first image of ${label}`, width: '128', height: '128',
+      'data-series': se.uid, 'data-src': `${instanceURL}/rendered`,
+    });
+    figure.append(img);
+    showRendered(img);
   } else {
     figure.append(el('div', { class: 'noimage' }, 'no URL injected'));
   }
