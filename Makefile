@@ -31,7 +31,7 @@ e2e: build install
 test: unit e2e
 
 demo: install
-	integration/demo.sh
+	DEMO_SKIP_INSTALL=1 integration/demo.sh
 
 xcaddy-check:
 	integration/xcaddy-check.sh
