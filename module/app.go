@@ -64,6 +64,12 @@ type App struct {
 	// URLs and never fails a FHIR response. Default: 2s.
 	LookupTimeout caddy.Duration `json:"lookup_timeout,omitempty"`
 
+	// LookupRate bounds, per second, the study look-ups that miss the cache
+	// (a burst of twice as many is allowed): any client can send distinct
+	// valid UIDs, each of which would otherwise cost a FHIR search. Requests
+	// over the bound get 503 with Retry-After. Default (also for 0): 50.
+	LookupRate float64 `json:"lookup_rate,omitempty"`
+
 	// StoreArchive names the archive that receives STOW-RS (POST /studies).
 	// Default: none, and STOW-RS is refused.
 	StoreArchive string `json:"store_archive,omitempty"`
@@ -135,6 +141,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.LookupTimeout == 0 {
 		a.LookupTimeout = caddy.Duration(2 * time.Second)
 	}
+	if a.LookupRate == 0 {
+		a.LookupRate = 50
+	}
 	a.FHIR = strings.TrimRight(a.FHIR, "/")
 	a.addresses = map[string]string{}
 	a.names = a.names[:0]
@@ -165,7 +174,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ar.traceUIDs = a.TraceUIDs
 	}
 	rt, err := share(a, poolKey("fhir_imaging.routing", a.FHIR, addressKey(a.addresses), durationKey(a.CacheTTL),
-		durationKey(a.NegativeTTL), durationKey(a.LookupTimeout), a.CacheSize, credentialsKey(a.FHIRCredentials), a.TraceUIDs),
+		durationKey(a.NegativeTTL), durationKey(a.LookupTimeout), a.CacheSize, a.LookupRate, credentialsKey(a.FHIRCredentials), a.TraceUIDs),
 		a.newRouting)
 	if err != nil {
 		return err
@@ -227,7 +236,8 @@ func (a *App) newRouting(newest func() *App) (*routing, func(), error) {
 				app.metrics.fetched(kind, result, d)
 			}
 		},
-		TraceUIDs: a.TraceUIDs,
+		TraceUIDs:    a.TraceUIDs,
+		StudyLookups: a.LookupRate,
 	})
 	return &routing{resolver: res, members: &membership{held: ttlcache.New[bool](a.CacheSize, nil)}}, nil, nil
 }
@@ -282,6 +292,9 @@ func (a *App) Validate() error {
 	}
 	if a.CacheSize < 0 {
 		return fmt.Errorf("cache_size must not be negative")
+	}
+	if a.LookupRate < 0 {
+		return fmt.Errorf("lookup_rate must not be negative")
 	}
 	if a.FHIR != "" {
 		if err := checkHTTPURL(a.FHIR); err != nil {

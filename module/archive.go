@@ -1,6 +1,7 @@
 package module
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -88,9 +90,8 @@ func (ar *Archive) provision(ctx caddy.Context, name string) error {
 	if len(ar.Proxy.Upstreams) == 0 && ar.Proxy.DynamicUpstreamsRaw == nil {
 		ar.Proxy.Upstreams = reverseproxy.UpstreamPool{{Dial: hostPort(ar.base)}}
 	}
-	if ar.base.Scheme == "https" && ar.Proxy.TransportRaw == nil {
-		ar.Proxy.TransportRaw = caddyconfig.JSONModuleObject(
-			&reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{}}, "protocol", "http", nil)
+	if err := ar.defaultTransport(); err != nil {
+		return err
 	}
 	if ar.Proxy.Headers == nil {
 		ar.Proxy.Headers = new(headers.Handler)
@@ -105,6 +106,41 @@ func (ar *Archive) provision(ctx caddy.Context, name string) error {
 		ar.Proxy.Headers.Request.Set.Set("Host", "{http.reverse_proxy.upstream.hostport}")
 	}
 	return ar.Proxy.Provision(ctx)
+}
+
+// DefaultResponseHeaderTimeout bounds how long an archive may take to start
+// answering, unless its transport says otherwise: an archive that hangs gets
+// 504 instead of holding the client for ever. Archives that compute large
+// answers before the first byte (study-level metadata of huge studies) may
+// need more: transport http { response_header_timeout 2m }.
+const DefaultResponseHeaderTimeout = 30 * time.Second
+
+// defaultTransport fills in the archive's HTTP transport: TLS for an https
+// URL, and a response header timeout. Caddy's own defaults cover the rest
+// (dial 3s, idle connections 2m).
+func (ar *Archive) defaultTransport() error {
+	tr := new(reverseproxy.HTTPTransport)
+	if ar.Proxy.TransportRaw != nil {
+		var module struct {
+			Protocol string `json:"protocol"`
+		}
+		if err := json.Unmarshal(ar.Proxy.TransportRaw, &module); err != nil {
+			return fmt.Errorf("transport: %v", err)
+		}
+		if module.Protocol != "http" {
+			return nil // another transport module: its own settings
+		}
+		if err := json.Unmarshal(ar.Proxy.TransportRaw, tr); err != nil {
+			return fmt.Errorf("transport: %v", err)
+		}
+	} else if ar.base.Scheme == "https" {
+		tr.TLS = new(reverseproxy.TLSConfig)
+	}
+	if tr.ResponseHeaderTimeout == 0 {
+		tr.ResponseHeaderTimeout = caddy.Duration(DefaultResponseHeaderTimeout)
+	}
+	ar.Proxy.TransportRaw = caddyconfig.JSONModuleObject(tr, "protocol", "http", nil)
+	return nil
 }
 
 func (ar *Archive) cleanup() {

@@ -267,7 +267,7 @@ func TestAuthorizeDICOMweb(t *testing.T) {
 		{"/wado-rs/studies/1.1", "", 401},
 		{"/wado-rs/studies/1.1", "not-a-token", 401},
 		{"/wado?requestType=WADO&studyUID=1.1&seriesUID=1.1.1&objectUID=1.1.1.1", "", 401},
-		{"/wado-rs/studies/1.1/../../fhir", "", 401},
+		{"/wado-rs/studies/1.1/../../fhir", "", 400}, // dot segments: refused before anything else
 	} {
 		retrBefore := s.retr.Load()
 		resp, body := s.get(t, tc.path, tc.token)
@@ -280,6 +280,8 @@ func TestAuthorizeDICOMweb(t *testing.T) {
 			if cc := resp.Header.Get("Cache-Control"); cc != "max-age=3600, private" {
 				t.Errorf("%s: Cache-Control %q, want the archive's without public, plus private", tc.path, cc)
 			}
+		case 400:
+			jsonMessage(t, body)
 		case 401:
 			if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("%s: 401 without a Bearer challenge", tc.path)

@@ -2,6 +2,7 @@ package module
 
 import (
 	"math"
+	"strings"
 
 	"fmt"
 	"net/url"
@@ -33,6 +34,7 @@ import (
 //		negative_ttl    <duration>
 //		cache_size      <entries>
 //		lookup_timeout  <duration>
+//		lookup_rate     <per-second>
 //		store_archive   <name>
 //		default_archive <name>
 //		subscribe       <notify-url>
@@ -106,6 +108,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				a.LookupTimeout = caddy.Duration(dur)
 			}
+		case "lookup_rate":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.ParseFloat(strings.TrimSuffix(v, "/s"), 64)
+			if err != nil {
+				return d.Errf("lookup_rate must be a number of look-ups per second, not %q", v)
+			}
+			a.LookupRate = n
 		case "cache_size":
 			var v string
 			if !d.AllArgs(&v) {

@@ -93,6 +93,9 @@ func (h *DICOMweb) Validate() error {
 // token is checked first: for the study the path names, for every study a
 // search answers, or for storing.
 func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if refuseDotSegments(w, r) {
+		return nil
+	}
 	az := h.app.Authorize
 	w, sess, ok := az.admit(w, r, "dicomweb")
 	if !ok {

@@ -47,7 +47,12 @@ func (a *App) answerError(w http.ResponseWriter, via string, err error) error {
 	}
 	var re *routeError
 	if errors.As(err, &re) {
-		if re.status >= 500 {
+		switch {
+		case errors.Is(re.cause, resolve.ErrBusy):
+			// Counted (fhir_lookups_total{result="refused"}), not logged
+			// per request: a flood must not flood the log as well.
+			w.Header().Set("Retry-After", "1")
+		case re.status >= 500:
 			a.logger.Error(re.msg, zap.String("handler", via), zap.Int("status", re.status), zap.Error(re.cause))
 		}
 		writeError(w, re.status, re.msg)

@@ -156,7 +156,8 @@ func askAll(r *http.Request, archives []*Archive, path, query string, limit int6
 			status, body, err := ar.fetch(r, ar.base.Path+path, query, "", limit)
 			switch {
 			case err != nil:
-				answers[i].err = err.Error()
+				ar.logger.Error("archive could not be reached for a merged answer", zap.Error(err))
+				answers[i].err = "could not be reached"
 			case status == http.StatusNoContent:
 			case status != http.StatusOK:
 				answers[i].err = "answered " + strconv.Itoa(status)

@@ -15,6 +15,7 @@ import (
 
 	// The standard modules (reverse_proxy, encode, ...) and ours.
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
 	_ "github.com/fhirimaging/caddy-fhir-imaging/caddyfile"
 )
 

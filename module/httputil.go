@@ -2,7 +2,11 @@ package module
 
 import (
 	"mime"
+	"net/http"
+	"net/url"
 	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // Small HTTP helpers of the handlers: URLs, media types, header values.
@@ -77,4 +81,49 @@ func validPathPrefix(s string) bool {
 		}
 	}
 	return len(s) <= 1024
+}
+
+// dotSegments reports whether the path the client sent (before Caddy
+// cleaned it for route matching) holds a "." or ".." segment, plainly or
+// percent-encoded (%2e, %2E, and an encoded slash around one), or an
+// escape that does not decode. Caddy matches routes on the cleaned path, so
+// such a request can walk from one route into another
+// (/wado-rs/studies/1/../../fhir/Patient reaches the /fhir route); every
+// gateway handler refuses it before doing anything.
+func dotSegments(r *http.Request) bool {
+	raw := r.RequestURI
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.RequestURI != "" {
+		raw = orig.RequestURI
+	}
+	if raw == "" && r.URL != nil {
+		raw = r.URL.EscapedPath()
+	}
+	raw, _, _ = strings.Cut(raw, "?")
+	if i := strings.Index(raw, "://"); i >= 0 { // an absolute-form request target
+		if j := strings.IndexByte(raw[i+3:], '/'); j >= 0 {
+			raw = raw[i+3+j:]
+		} else {
+			raw = ""
+		}
+	}
+	p, err := url.PathUnescape(raw)
+	if err != nil {
+		return true
+	}
+	for _, seg := range strings.Split(strings.ReplaceAll(p, "\\", "/"), "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseDotSegments answers 400 for a request whose path holds dot segments
+// (see dotSegments) and reports whether it did.
+func refuseDotSegments(w http.ResponseWriter, r *http.Request) bool {
+	if !dotSegments(r) {
+		return false
+	}
+	writeError(w, http.StatusBadRequest, "the request path must not contain \".\" or \"..\" segments, plain or percent-encoded")
+	return true
 }

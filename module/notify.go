@@ -55,6 +55,9 @@ func (h *FHIRNotify) Provision(ctx caddy.Context) error {
 
 // ServeHTTP takes one notification.
 func (h *FHIRNotify) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if refuseDotSegments(w, r) {
+		return nil
+	}
 	switch r.Method {
 	case http.MethodPut, http.MethodPost, http.MethodDelete:
 	default:

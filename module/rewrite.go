@@ -189,6 +189,9 @@ func (h *FHIRRewrite) Validate() error {
 // then passes it on and does to the answer what must happen before the
 // client sees it (fhirresponse.go).
 func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if refuseDotSegments(w, r) {
+		return nil
+	}
 	b := h.requestBases(r)
 	w, watch, answered, err := h.request(w, r, next, b)
 	if answered {

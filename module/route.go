@@ -39,6 +39,9 @@ func (a *App) route(r *http.Request, study, series string, t fhirjson.Connection
 		return nil, nil, &routeError{status: http.StatusBadGateway, msg: "no FHIR server is configured to find the archive of a study"}
 	}
 	loc, err = a.resolver.Study(ctx, study)
+	if errors.Is(err, resolve.ErrBusy) {
+		return nil, nil, &routeError{status: http.StatusServiceUnavailable, msg: "too many look-ups of studies that are not cached; try again shortly", cause: err}
+	}
 	if err != nil {
 		status := lookupStatus(err)
 		msg := "the FHIR server could not be asked where this study is"

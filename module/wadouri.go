@@ -49,6 +49,9 @@ func (h *WADOURI) Provision(ctx caddy.Context) error {
 // within that study and series: WADO-URI archives may find an object by its
 // objectUID alone.
 func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if refuseDotSegments(w, r) {
+		return nil
+	}
 	az := h.app.Authorize
 	w, sess, ok := az.admit(w, r, "wado_uri")
 	if !ok {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tidwall/gjson"
 	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/time/rate"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/ttlcache"
@@ -55,11 +56,17 @@ type Config struct {
 	OnCache func(cache string, hit bool)
 	// OnFetch, if set, is told of every request to the FHIR server: the
 	// kind ("endpoint" or "study"), the result ("found", "not_found" or
-	// "error") and how long it took.
+	// "error", or "refused" for a study look-up over StudyLookups, which
+	// sends no request) and how long it took.
 	OnFetch func(kind, result string, d time.Duration)
 	// TraceUIDs puts study UIDs and Endpoint ids on spans. Off by default:
 	// they identify patients' data.
 	TraceUIDs bool
+	// StudyLookups bounds the rate of study look-ups that miss the cache,
+	// per second, with a burst of twice that: any client can send distinct
+	// valid UIDs, each of which would otherwise cost a FHIR search. A look-up
+	// over the bound fails with ErrBusy. Default: 50.
+	StudyLookups float64
 }
 
 // Resolver performs and caches look-ups. It is safe for concurrent use.
@@ -70,6 +77,7 @@ type Resolver struct {
 	studies   *ttlcache.Cache[*Study]
 	epFlights ttlcache.Flights[endpointAnswer]
 	stFlights ttlcache.Flights[*Study]
+	limiter   *rate.Limiter // study look-ups that miss the cache
 }
 
 type endpointAnswer struct {
@@ -106,12 +114,16 @@ func New(cfg Config) *Resolver {
 	if cfg.OnFetch == nil {
 		cfg.OnFetch = func(string, string, time.Duration) {}
 	}
+	if cfg.StudyLookups <= 0 {
+		cfg.StudyLookups = 50
+	}
 	cfg.FHIRBase = strings.TrimRight(cfg.FHIRBase, "/")
 	return &Resolver{
 		cfg:       cfg,
 		base:      fhirjson.NormalizeBase(cfg.FHIRBase),
 		endpoints: ttlcache.New[endpointAnswer](cfg.MaxEntries, cfg.Now),
 		studies:   ttlcache.New[*Study](cfg.MaxEntries, cfg.Now),
+		limiter:   rate.NewLimiter(rate.Limit(cfg.StudyLookups), int(2*cfg.StudyLookups)),
 	}
 }
 
@@ -120,6 +132,10 @@ func (r *Resolver) Base() string { return r.base }
 
 // ErrNoFHIR is returned when no FHIR base is configured.
 var ErrNoFHIR = errors.New("no FHIR server is configured for look-ups")
+
+// ErrBusy is returned by Study when study look-ups that miss the cache
+// arrive faster than Config.StudyLookups allows.
+var ErrBusy = errors.New("too many look-ups of studies that are not cached")
 
 // UpstreamError says that the FHIR server could not answer a look-up.
 type UpstreamError struct {

@@ -44,6 +44,11 @@ func (r *Resolver) Study(ctx context.Context, uid string) (_ *Study, err error) 
 			return nil, &UpstreamError{Timeout: true, Err: ctx.Err()}
 		}
 	}
+	if !r.limiter.Allow() {
+		r.cfg.OnFetch("study", "refused", 0)
+		r.stFlights.Land(uid, fl, nil, ErrBusy)
+		return nil, ErrBusy
+	}
 	start := r.cfg.Now()
 	s, err := r.fetchStudy(ctx, uid)
 	r.cfg.OnFetch("study", fetchResult(err, s != nil && s.Known), r.cfg.Now().Sub(start))
