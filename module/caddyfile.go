@@ -278,10 +278,10 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return "", nil, d.Errf("archive %s: %q is not an http or https URL", name, rawURL)
 	}
+	// New tokens, placed where from was: a copy of from would keep its
+	// quoting, and a quoted "}" closes no block.
 	tok := func(from caddyfile.Token, text string, lineDelta int) caddyfile.Token {
-		from.Text = text
-		from.Line += lineDelta
-		return from
+		return caddyfile.Token{File: from.File, Line: from.Line + lineDelta, Text: text}
 	}
 	proxyTokens := []caddyfile.Token{tok(head, "reverse_proxy", 0)}
 	custom, hasTo := false, false
