@@ -178,7 +178,12 @@ func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery,
 	}
 	out := r.WithContext(ctx)
 	u := *r.URL
+	// path is in its escaped form (as the client sent the DICOMweb path):
+	// it goes on as it is, not escaped a second time.
 	u.Path, u.RawPath, u.RawQuery = path, "", rawQuery
+	if decoded, err := url.PathUnescape(path); err == nil && decoded != path {
+		u.Path, u.RawPath = decoded, path
+	}
 	out.URL = &u
 	out.RequestURI = u.RequestURI()
 	out.Header = r.Header.Clone()

@@ -112,6 +112,7 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		r.Method == http.MethodPost && req.Level == dicom.LevelStudy && req.Sub == "":
 		// STOW-RS.
 		if h.app.StoreArchive == "" {
+			w.Header().Set("Allow", "GET, HEAD")
 			writeError(w, http.StatusMethodNotAllowed, "STOW-RS is not enabled: no store_archive is configured")
 			return nil
 		}
@@ -121,7 +122,11 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		}
 		ar = h.app.Archives[h.app.StoreArchive]
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
-		w.Header().Set("Allow", "GET, HEAD, POST")
+		allow := "GET, HEAD"
+		if h.app.StoreArchive != "" && (req.Level == dicom.LevelRoot && req.Sub == "studies" || req.Level == dicom.LevelStudy && req.Sub == "") {
+			allow += ", POST"
+		}
+		w.Header().Set("Allow", allow)
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not supported on "+req.Path())
 		return nil
 	case req.Level == dicom.LevelRoot:

@@ -32,6 +32,9 @@ func (h *DICOMweb) fanOut(w http.ResponseWriter, r *http.Request, req dicom.Requ
 // keepFunc filters merged DICOM JSON datasets.
 type keepFunc func([]gjson.Result) ([]gjson.Result, error)
 
+// maxWindow is the largest limit asked of an archive.
+const maxWindow = 1 << 30
+
 // window is the limit/offset of a QIDO-RS search, applied to a merged list.
 type window struct {
 	limit, offset int // limit -1: none
@@ -119,13 +122,18 @@ func (win window) forArchives(raw string, all bool) string {
 	var kept []string
 	for _, pair := range strings.Split(raw, "&") {
 		key, _, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(key); err == nil {
+			key = k // %6Fffset is offset too, as takeWindow read it
+		}
 		if pair == "" || key == "limit" || key == "offset" {
 			continue
 		}
 		kept = append(kept, pair)
 	}
-	if !all && win.limit >= 0 {
-		kept = append(kept, "limit="+strconv.Itoa(win.offset+win.limit))
+	// A window beyond any archive's answer (or one whose end overflows) asks
+	// for everything.
+	if end := win.offset + win.limit; !all && win.limit >= 0 && end >= win.offset && end <= maxWindow {
+		kept = append(kept, "limit="+strconv.Itoa(end))
 	}
 	return strings.Join(kept, "&")
 }

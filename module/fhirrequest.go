@@ -116,9 +116,12 @@ func (h *FHIRRewrite) guardSearch(w http.ResponseWriter, r *http.Request, rel st
 	if header == "" {
 		return true
 	}
-	params, ok := searchParams(r)
-	if !ok {
-		return true // a malformed query: the FHIR server says what is wrong
+	// Parameters the gateway cannot read, the FHIR server may read
+	// otherwise (a Java server splits only on "&", not ";"): such a search
+	// is classified by its path alone and cannot pin a patient.
+	params, readable := searchParams(r)
+	if !readable {
+		params = url.Values{"_unreadable": {""}}
 	}
 	kind, pathPatient := access.ClassifySearch(rel, params)
 	if kind == access.NotImagingSearch {
@@ -142,7 +145,7 @@ func (h *FHIRRewrite) guardSearch(w http.ResponseWriter, r *http.Request, rel st
 		params = cloneValues(params)
 		params.Add("patient", pathPatient)
 	}
-	if access.PinsPatient(params, s.Token.Patient, []string{b.public, b.upstream}) {
+	if readable && access.PinsPatient(params, s.Token.Patient, []string{b.public, b.upstream}) {
 		return true
 	}
 	az.decided("fhir_rewrite", "forbidden")

@@ -111,6 +111,9 @@ func dotSegments(r *http.Request) bool {
 		return true
 	}
 	for _, seg := range strings.Split(strings.ReplaceAll(p, "\\", "/"), "/") {
+		// A Java server drops ";parameters" from a segment before it
+		// resolves "..": "..;x" is a dot segment there.
+		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {
 			return true
 		}
@@ -118,12 +121,15 @@ func dotSegments(r *http.Request) bool {
 	return false
 }
 
+// dotSegmentsMessage says why a request with dot segments is refused.
+const dotSegmentsMessage = "the request path must not contain \".\" or \"..\" segments, plain or percent-encoded"
+
 // refuseDotSegments answers 400 for a request whose path holds dot segments
 // (see dotSegments) and reports whether it did.
 func refuseDotSegments(w http.ResponseWriter, r *http.Request) bool {
 	if !dotSegments(r) {
 		return false
 	}
-	writeError(w, http.StatusBadRequest, "the request path must not contain \".\" or \"..\" segments, plain or percent-encoded")
+	writeError(w, http.StatusBadRequest, dotSegmentsMessage)
 	return true
 }

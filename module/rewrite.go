@@ -189,7 +189,8 @@ func (h *FHIRRewrite) Validate() error {
 // then passes it on and does to the answer what must happen before the
 // client sees it (fhirresponse.go).
 func (h *FHIRRewrite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if refuseDotSegments(w, r) {
+	if dotSegments(r) {
+		writeOutcome(w, http.StatusBadRequest, "invalid", dotSegmentsMessage)
 		return nil
 	}
 	b := h.requestBases(r)
