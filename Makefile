@@ -7,13 +7,14 @@
 #   make test     unit, then e2e; ends with the e2e summary line "e2e: N passed, N failed, N skipped"
 #   make demo     the whole stack with sample data at http://127.0.0.1:8000 (Ctrl-C stops it)
 #   make xcaddy-check  build Caddy with xcaddy and this checkout as a plugin (what xcaddy.md says)
+#   make fuzz     every Go fuzz target in turn, FUZZTIME each (default 10m): integration/fuzz.sh
 #   make install  apt/npm/Maven dependencies of the stack (integration/install.sh, as root;
 #                 idempotent, seconds when everything is there; e2e and demo run it first)
 #   make clean    remove ./caddy and the e2e scratch directories
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: all build unit e2e test demo install clean xcaddy-check
+.PHONY: all build unit e2e test demo install clean xcaddy-check fuzz
 
 all: build
 
@@ -35,6 +36,9 @@ demo: install
 
 xcaddy-check:
 	integration/xcaddy-check.sh
+
+fuzz:
+	integration/fuzz.sh
 
 install:
 	integration/install.sh

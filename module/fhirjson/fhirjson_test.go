@@ -1,6 +1,7 @@
 package fhirjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -232,24 +233,57 @@ func TestRewriteShapes(t *testing.T) {
 	}
 }
 
-// ours matches an extension the rewrite adds, with the comma that joins it
-// to a neighbour.
+// ours matches an extension the rewrite adds: a whole extension array of
+// them (with the comma that joins it to the next member), one of them
+// behind a comma, or one of them first in an array.
 var (
-	oursExt = `\{"url":"` + regexp.QuoteMeta(DefaultExtensionBase) + `wado-(?:rs|uri)","valueUrl":"[^"]*"\}`
-	oursArr = regexp.MustCompile(`"extension":\[` + oursExt + `(?:,` + oursExt + `)*\],?`)
-	oursEl  = regexp.MustCompile(`,` + oursExt)
+	oursExt   = `\{"url":"` + regexp.QuoteMeta(DefaultExtensionBase) + `wado-(?:rs|uri)","valueUrl":"[^"]*"\}`
+	oursArr   = regexp.MustCompile(`^"extension":\[` + oursExt + `(?:,` + oursExt + `)*\](,?)`)
+	oursEl    = regexp.MustCompile(`^,` + oursExt)
+	oursFirst = regexp.MustCompile(`^` + oursExt + `,?`)
 )
 
-// checkPreserved asserts that out is in with only whole extensions added:
-// removing them gives back in byte for byte, and out is valid JSON.
+// checkPreserved asserts that out is in with only whole extensions added
+// (in must hold none of ours): walking both, every byte of out that is not
+// one of ours matches the next byte of in, and out is valid JSON. An extension array the input had empty
+// ("extension":[]) is filled in place; one it did not have is inserted.
 func checkPreserved(t testing.TB, in, out []byte) {
 	t.Helper()
 	if !json.Valid(out) {
 		t.Fatalf("output is not valid JSON:\n%s", out)
 	}
-	stripped := oursEl.ReplaceAll(oursArr.ReplaceAll(out, nil), nil)
-	if string(stripped) != string(in) {
-		t.Fatalf("bytes other than the injected extensions changed:\n in: %s\nout: %s", in, stripped)
+	i, o := 0, 0
+	for o < len(out) {
+		rest := out[o:]
+		if m := oursArr.FindSubmatchIndex(rest); m != nil {
+			if empty := []byte(`"extension":[]`); bytes.HasPrefix(in[i:], empty) {
+				// Filled in place: the input's own array, and what follows it.
+				i += len(empty)
+				o += m[2] // up to the end of the array, not its comma
+				continue
+			}
+			o += m[1]
+			continue
+		}
+		// The input holds no extension of ours (the callers see to it), so
+		// any found in the output was added.
+		if m := oursEl.FindIndex(rest); m != nil {
+			o += m[1]
+			continue
+		}
+		if o > 0 && out[o-1] == '[' {
+			if m := oursFirst.FindIndex(rest); m != nil {
+				o += m[1]
+				continue
+			}
+		}
+		if i >= len(in) || out[o] != in[i] {
+			t.Fatalf("bytes other than the injected extensions changed at output offset %d:\n in: %s\nout: %s", o, in, out)
+		}
+		i, o = i+1, o+1
+	}
+	if i != len(in) {
+		t.Fatalf("the output lacks the input's end from offset %d:\n in: %s\nout: %s", i, in, out)
 	}
 }
 
