@@ -16,11 +16,10 @@ import (
 
 // memoryWriter is a ResponseWriter that keeps a bounded answer in memory.
 type memoryWriter struct {
-	header   http.Header
-	status   int
-	buf      bytes.Buffer
-	limit    int64
-	tooLarge bool
+	header http.Header
+	status int
+	buf    bytes.Buffer
+	limit  int64
 }
 
 func (m *memoryWriter) Header() http.Header { return m.header }
@@ -34,7 +33,6 @@ func (m *memoryWriter) WriteHeader(status int) {
 func (m *memoryWriter) Write(p []byte) (int, error) {
 	m.WriteHeader(http.StatusOK)
 	if int64(m.buf.Len()+len(p)) > m.limit {
-		m.tooLarge = true
 		return 0, errTooLarge
 	}
 	return m.buf.Write(p)

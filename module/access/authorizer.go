@@ -339,6 +339,3 @@ func visibleIn(body []byte, g Grant, uids []string) map[string]bool {
 	})
 	return seen
 }
-
-// Tokens returns the number of tokens remembered.
-func (a *Authorizer) Tokens() int { return a.sessions.Len() }
