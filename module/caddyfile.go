@@ -343,9 +343,21 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 //		public_base    <url>
 //		rebase         on|off
 //		endpoint_addresses public|stored
+//		levels         study|series|instance ...
 //	}
 func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return eachOption(d, func(opt, v string) error {
+	return eachOption(d, func(opt string, vals []string) error {
+		if opt == "levels" {
+			if err := checkLevels(vals); err != nil {
+				return d.Err(err.Error())
+			}
+			h.Levels = vals
+			return nil
+		}
+		if len(vals) != 1 {
+			return d.ArgErr()
+		}
+		v := vals[0]
 		switch opt {
 		case "dicomweb_base":
 			h.DICOMwebBase = v
@@ -388,23 +400,34 @@ func (h *FHIRRewrite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // eachOption reads a directive that takes no arguments and a block of
-// options of one value each, handing every option to set.
-func eachOption(d *caddyfile.Dispenser, set func(opt, v string) error) error {
+// options of one value or more each, handing every option to set.
+func eachOption(d *caddyfile.Dispenser, set func(opt string, vals []string) error) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
+		vals := d.RemainingArgs()
+		if len(vals) == 0 {
 			return d.ArgErr()
 		}
-		if err := set(opt, v); err != nil {
+		if err := set(opt, vals); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// oneValue adapts a setter of options that take exactly one value to
+// eachOption.
+func oneValue(d *caddyfile.Dispenser, set func(opt, v string) error) func(string, []string) error {
+	return func(opt string, vals []string) error {
+		if len(vals) != 1 {
+			return d.ArgErr()
+		}
+		return set(opt, vals[0])
+	}
 }
 
 // onOff reads a switch written on or off.
@@ -438,7 +461,7 @@ func parseSize(s string) (int64, error) {
 //		max_json_size <bytes>
 //	}
 func (h *DICOMweb) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return eachOption(d, func(opt, v string) error {
+	return eachOption(d, oneValue(d, func(opt, v string) error {
 		switch opt {
 		case "public_base":
 			h.PublicBase = v
@@ -452,7 +475,7 @@ func (h *DICOMweb) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unrecognized dicomweb subdirective '%s'", opt)
 		}
 		return nil
-	})
+	}))
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. The

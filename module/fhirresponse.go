@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
@@ -67,7 +68,13 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.rewrite")
 	outcome := "unchanged"
-	out, ok := h.rewrite(r.WithContext(ctx), w.Header(), rec.Status(), buf.Bytes(), b, &outcome)
+	dst := outPool.Get().(*[]byte)
+	defer func() {
+		if cap(*dst) <= 16<<20 {
+			outPool.Put(dst)
+		}
+	}()
+	out, ok := h.rewrite(r.WithContext(ctx), w.Header(), rec.Status(), buf.Bytes(), b, &outcome, dst)
 	span.SetAttributes(attribute.String("fhir_imaging.outcome", outcome))
 	span.End()
 	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
@@ -84,6 +91,9 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 	_, err := w.Write(out)
 	return err
 }
+
+// outPool holds the buffers that rewritten bodies are written into.
+var outPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // shouldBuffer decides from the status and headers whether an answer may be
 // rewritten, before any of its body is read.
@@ -152,7 +162,7 @@ func (w *writeWatch) done(app *App, status int) {
 //
 // outcome is set to what happened, for metrics: rewritten (URLs injected),
 // rebased (only base URLs swapped), unchanged, or passthrough_<reason>.
-func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
+func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body []byte, b bases, outcome *string, dst *[]byte) ([]byte, bool) {
 	gz := false
 	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
 	case "gzip", "x-gzip":
@@ -170,26 +180,31 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body
 		}
 		body, gz = plain, true
 	}
-	rebased := false
-	if b.toPublic != nil {
-		out, changed, err := b.toPublic.Apply(body)
+	var out []byte
+	if h.mayInject(status, body) {
+		// One pass: the base swap and the injection together.
+		var err error
+		out, err = h.inject(r, body, b, outcome, dst)
 		if err != nil {
 			h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
 			*outcome = "passthrough_malformed"
 			return nil, false
 		}
-		body, rebased = out, changed
+	} else if b.toPublic != nil {
+		rebased, changed, err := b.toPublic.Apply(body)
+		if err != nil {
+			h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
+			*outcome = "passthrough_malformed"
+			return nil, false
+		}
+		if changed {
+			out, *outcome = rebased, "rebased"
+		}
 	}
-	out, injected := h.inject(r, status, body, b, outcome)
-	if !injected && !rebased {
+	if out == nil {
 		return nil, false
 	}
-	if injected {
-		body = out
-		*outcome = "rewritten"
-	} else {
-		*outcome = "rebased"
-	}
+	body = out
 	if gz {
 		hdr.Del("Content-Encoding")
 		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
@@ -199,24 +214,27 @@ func (h *FHIRRewrite) rewrite(r *http.Request, hdr http.Header, status int, body
 	return body, true
 }
 
-// inject adds the WADO-RS and WADO-URI extensions to the ImagingStudies of
-// a successful answer, gives its archive Endpoints the gateway's address
-// (see EndpointAddresses), and reports whether it changed anything.
-func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, outcome *string) ([]byte, bool) {
+// mayInject reports whether a body may hold something to inject or
+// readdress: a successful answer that names an ImagingStudy, or an
+// Endpoint when Endpoints are readdressed.
+func (h *FHIRRewrite) mayInject(status int, body []byte) bool {
+	if status < 200 || status > 299 {
+		return false
+	}
+	return bytes.Contains(body, []byte(`"ImagingStudy"`)) || h.readdressing() && bytes.Contains(body, []byte(`"Endpoint"`))
+}
+
+// inject reads body once and writes it to dst with the public base swapped
+// in, the WADO-RS and WADO-URI extensions added to its ImagingStudies, and
+// its archive Endpoints given the gateway's address (see
+// EndpointAddresses). It returns nil when nothing changed, and sets outcome
+// to rewritten or rebased otherwise.
+func (h *FHIRRewrite) inject(r *http.Request, body []byte, b bases, outcome *string, dst *[]byte) ([]byte, error) {
 	readdress := h.readdressing()
-	if status < 200 || status > 299 ||
-		!bytes.Contains(body, []byte(`"ImagingStudy"`)) && !(readdress && bytes.Contains(body, []byte(`"Endpoint"`))) {
-		return nil, false
-	}
 	local := append(h.localBases[:len(h.localBases):len(h.localBases)], fhirjson.NormalizeBase(b.seen), fhirjson.NormalizeBase(b.public))
-	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local})
+	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local, Rebase: b.toPublic})
 	if err != nil {
-		h.logger.Debug("not rewritten: malformed JSON", zap.Error(err))
-		*outcome = "passthrough_malformed"
-		return nil, false
-	}
-	if len(doc.Studies) == 0 && len(doc.Endpoints) == 0 {
-		return nil, false
+		return nil, err
 	}
 	var fetched map[string]fhirjson.Endpoint
 	if ids := doc.MissingEndpoints(); len(ids) > 0 && h.app.FHIR != "" {
@@ -250,7 +268,8 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, 
 			return h.publicAddress(site.Endpoint, rsBase, uriBase)
 		}
 	}
-	out, changed, stats := doc.Rewrite(plan, addresses, h.ext)
+	out, changed, stats := doc.AppendRewrite((*dst)[:0], plan, addresses, fhirjson.Options{Ext: h.ext, Levels: h.levels})
+	*dst = out
 	h.app.metrics.injected.WithLabelValues("series").Add(float64(stats.Series))
 	h.app.metrics.injected.WithLabelValues("instance").Add(float64(stats.Instances))
 	h.app.metrics.injected.WithLabelValues("endpoint_address").Add(float64(stats.Endpoints))
@@ -259,7 +278,15 @@ func (h *FHIRRewrite) inject(r *http.Request, status int, body []byte, b bases, 
 		attribute.Int("fhir_imaging.endpoint_addresses", stats.Endpoints))
 	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series),
 		zap.Int("instance_urls", stats.Instances), zap.Int("endpoint_addresses", stats.Endpoints))
-	return out, changed
+	switch {
+	case !changed:
+		return nil, nil
+	case stats.Edited:
+		*outcome = "rewritten"
+	default:
+		*outcome = "rebased"
+	}
+	return out, nil
 }
 
 // readdressing reports whether archive Endpoints are answered with the

@@ -91,6 +91,15 @@ type FHIRRewrite struct {
 	// stored address is put back. Default: public.
 	EndpointAddresses string `json:"endpoint_addresses,omitempty"`
 
+	// Levels lists the levels of an ImagingStudy that get URLs: "study"
+	// (a WADO-RS URL of the whole study on the ImagingStudy, when all its
+	// series are served through one base: always in proxy mode), "series"
+	// (the WADO-RS URL of each series) and "instance" (the WADO-RS and
+	// WADO-URI URLs of each instance). Leaving "instance" out keeps a large
+	// search near its original size, for clients that build instance URLs
+	// themselves. Default: ["series", "instance"].
+	Levels []string `json:"levels,omitempty"`
+
 	// DisableRebase turns off swapping the upstream FHIR base (the
 	// fhir_imaging app's fhir setting) for the public base in answers and
 	// back in requests. Default: false, so the bases are swapped whenever
@@ -99,11 +108,34 @@ type FHIRRewrite struct {
 
 	app        *App
 	ext        fhirjson.Extensions
+	levels     fhirjson.Levels
 	dropExt    []string // the injected extensions' URLs, removed on write-back
 	localBases []string
 	upPath     string // path of the upstream FHIR base
 	reads      *http.Client
 	logger     *zap.Logger
+}
+
+// levelNames are the values of FHIRRewrite.Levels.
+var levelNames = map[string]fhirjson.Levels{
+	"study":    fhirjson.LevelStudy,
+	"series":   fhirjson.LevelSeries,
+	"instance": fhirjson.LevelInstance,
+}
+
+// checkLevels checks a list of levels: known names, each at most once.
+func checkLevels(levels []string) error {
+	seen := map[string]bool{}
+	for _, l := range levels {
+		if _, ok := levelNames[l]; !ok {
+			return fmt.Errorf("levels: %q is not study, series or instance", l)
+		}
+		if seen[l] {
+			return fmt.Errorf("levels: %q is listed twice", l)
+		}
+		seen[l] = true
+	}
+	return nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -139,6 +171,12 @@ func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
 	h.WADOURIBase = strings.TrimRight(h.WADOURIBase, "/")
 	h.PublicBase = strings.TrimRight(h.PublicBase, "/")
 	h.ext = fhirjson.ExtensionsFor(h.ExtensionBase)
+	if len(h.Levels) == 0 {
+		h.Levels = []string{"series", "instance"}
+	}
+	for _, l := range h.Levels {
+		h.levels |= levelNames[l]
+	}
 	h.dropExt = []string{h.ext.WADORS, h.ext.WADOURI}
 	appIface, err := ctx.App("fhir_imaging")
 	if err != nil {
@@ -175,6 +213,9 @@ func (h *FHIRRewrite) Validate() error {
 	}
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative")
+	}
+	if err := checkLevels(h.Levels); err != nil {
+		return err
 	}
 	if h.PublicBase != "" {
 		if err := checkHTTPURL(h.PublicBase); err != nil {

@@ -208,6 +208,26 @@ func TestRewriteDirectMode(t *testing.T) {
 	}
 }
 
+// TestRewriteLevels: "levels study series" gives the ImagingStudy the URL of
+// the whole study and each series its URL, and instances none.
+func TestRewriteLevels(t *testing.T) {
+	_, gw := rewriteGateway(t, "\t\t\tlevels study series", "")
+	resp, body := get(t, gw+"/fhir/ImagingStudy/s1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	doc := gjson.ParseBytes(body)
+	if got, want := doc.Get(`extension.#(url=="`+extRS+`").valueUrl`).String(), gw+"/wado-rs/studies/1.2.3"; got != want {
+		t.Errorf("study URL %q, want %q", got, want)
+	}
+	if got, want := doc.Get(`series.1.extension.#(url=="`+extRS+`").valueUrl`).String(), gw+"/wado-rs/studies/1.2.3/series/1.2.3.2"; got != want {
+		t.Errorf("series URL %q, want %q", got, want)
+	}
+	if n := strings.Count(string(body), "/instances/") + strings.Count(string(body), "objectUID="); n != 0 {
+		t.Errorf("%d instance URLs with levels study series:\n%s", n, body)
+	}
+}
+
 func TestRewriteGzip(t *testing.T) {
 	// Without encode: the client asked for gzip, upstream gzipped; the
 	// gateway must still rewrite, and answers uncompressed (valid HTTP).

@@ -2,6 +2,7 @@ package fhirjson
 
 import (
 	"errors"
+	"math"
 	"sort"
 	"strings"
 
@@ -18,10 +19,15 @@ type ScanOptions struct {
 	// which an absolute Endpoint reference may be looked up by id. References
 	// to any other server are resolved only from the document itself.
 	LocalBases []string
+	// Rebase, when set, swaps the FHIR bases of its rules in every string
+	// value of the body, in the same pass; Rewrite applies the swaps
+	// together with what it injects. Its extension drops are not applied.
+	Rebase *Transformer
 }
 
 // Document is a scanned FHIR JSON body: the ImagingStudy resources it holds
-// and what is needed to resolve their Endpoints.
+// and what is needed to resolve their Endpoints. It keeps offsets into the
+// body, not copies of it, so that Rewrite can edit the body in one pass.
 type Document struct {
 	body string
 	// Studies lists every ImagingStudy found, in document order.
@@ -34,6 +40,13 @@ type Document struct {
 	byFullURL map[string]*Endpoint
 	byID      map[string]*Endpoint
 	opts      ScanOptions
+	// rebase holds the base swaps of ScanOptions.Rebase, in document order.
+	rebase []edit
+	// nInstances counts the instances of every series.
+	nInstances int
+	// extElems holds the elements of every extension array of a series or
+	// instance; each extSpan points into it.
+	extElems []extElem
 }
 
 // Study is one ImagingStudy resource of a Document.
@@ -45,6 +58,13 @@ type Study struct {
 	Endpoints []*Ref
 	// Series lists the study's series in document order.
 	Series []*Series
+	// refs are the study's references as written, and scope the contained
+	// Endpoints they may name; both are resolved once the scan is done.
+	refs  []string
+	scope *scope
+	obj   objSpan
+	ext   extSpan
+	base  string // the WADO-RS base of the study URL, set by Rewrite
 }
 
 // Series is one ImagingStudy.series element.
@@ -54,17 +74,46 @@ type Series struct {
 	// Endpoints are the series-level Endpoint references.
 	Endpoints []*Ref
 	// Instances lists the series' instances in document order.
-	Instances []*Instance
-	obj       gjson.Result
-	ext       gjson.Result // the "extension" member's value, if any
+	Instances []Instance
+	obj       objSpan
+	ext       extSpan
+	refs      []string
+	bases     Bases // what the planner gave, set by Rewrite
 }
 
 // Instance is one ImagingStudy.series.instance element.
 type Instance struct {
 	// UID is the SOP Instance UID, or "" when it is missing or invalid.
 	UID string
-	obj gjson.Result
-	ext gjson.Result
+	obj objSpan
+	ext extSpan
+}
+
+// objSpan is where an object of the body starts.
+type objSpan struct {
+	open  int32 // offset of its '{'
+	empty bool  // it has no members
+}
+
+// extSpan is the "extension" member of a series or instance.
+type extSpan struct {
+	kind     extKind
+	close    int32 // offset of its ']'
+	first, n int32 // its elements: Document.extElems[first : first+n]
+}
+
+type extKind uint8
+
+const (
+	extNone     extKind = iota // no "extension" member
+	extArray                   // an array
+	extNotArray                // something else: left alone
+)
+
+// extElem is one element of an extension array.
+type extElem struct {
+	start, end int    // the element's offsets
+	url        string // its "url", as gjson's String would give it
 }
 
 // EndpointSite is an Endpoint resource as it sits in a Document.
@@ -75,7 +124,8 @@ type EndpointSite struct {
 	// contained Endpoint ("<Type>/" when that resource has no id); "" for
 	// a standalone one.
 	Container string
-	address   gjson.Result // the address member's value
+	address   gjson.Result // the address member's value; Index is its offset in the body
+	in        *scope       // the resource whose contained list holds it
 }
 
 // Address returns the Endpoint's address exactly as the document has it.
@@ -92,176 +142,56 @@ type Ref struct {
 	ID string
 }
 
+// scope is a resource that may contain Endpoints: the contained Endpoints
+// by id, and the resource's type and id, which name it as a container.
+type scope struct {
+	parent *scope
+	ids    map[string]*Endpoint
+	rt, id string
+	hasID  bool
+}
+
+func (s *scope) lookup(id string) (*Endpoint, bool) {
+	for ; s != nil; s = s.parent {
+		if e, ok := s.ids[id]; ok {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
 // Scan parses body and finds every ImagingStudy in it, wherever it sits, and
-// every Endpoint that the document itself carries.
+// every Endpoint that the document itself carries, in one pass over it. With
+// opts.Rebase set, the same pass finds the base swaps that Rewrite applies.
 func Scan(body []byte, opts ScanOptions) (*Document, error) {
-	s := string(body)
 	start := 0
-	for start < len(s) && (s[start] == ' ' || s[start] == '\t' || s[start] == '\r' || s[start] == '\n') {
+	for start < len(body) && (body[start] == ' ' || body[start] == '\t' || body[start] == '\r' || body[start] == '\n') {
 		start++
 	}
-	if start == len(s) || s[start] != '{' || !gjson.Valid(s) {
+	if start == len(body) || body[start] != '{' || len(body) > math.MaxInt32 {
 		return nil, ErrMalformed
 	}
-	root := gjson.Parse(s[start:])
-	root.Index = start
-	d := &Document{body: s, byFullURL: map[string]*Endpoint{}, byID: map[string]*Endpoint{}, opts: opts}
-	var pending []pendingStudy
-	d.walk(root, "", "", nil, &pending)
-	for _, p := range pending {
-		d.Studies = append(d.Studies, d.study(p.obj, p.scope))
+	d := &Document{body: string(body), byFullURL: map[string]*Endpoint{}, byID: map[string]*Endpoint{}, opts: opts}
+	p := scanner{d: d, in: d.body}
+	p.s.In = body
+	if opts.Rebase != nil {
+		p.rules = opts.Rebase.rules
+	}
+	if err := p.document(); err != nil {
+		return nil, ErrMalformed
+	}
+	for _, site := range d.Endpoints {
+		if site.in != nil {
+			site.Container = site.in.rt + "/" + site.in.id
+		}
+	}
+	for _, st := range d.Studies {
+		st.Endpoints = d.resolve(st.refs, st.scope)
+		for _, se := range st.Series {
+			se.Endpoints = d.resolve(se.refs, st.scope)
+		}
 	}
 	return d, nil
-}
-
-type pendingStudy struct {
-	obj   gjson.Result
-	scope map[string]*Endpoint
-}
-
-// walk visits v looking for resources. fullURL is the Bundle entry fullUrl of
-// v when v is an entry's resource; container is "<Type>/<id>" of the
-// resource whose contained list v is (or is in); scope holds the contained
-// Endpoints visible from v.
-func (d *Document) walk(v gjson.Result, fullURL, container string, scope map[string]*Endpoint, pending *[]pendingStudy) {
-	switch {
-	case v.IsArray():
-		v.ForEach(func(_, e gjson.Result) bool {
-			d.walk(e, "", container, scope, pending)
-			return true
-		})
-	case v.IsObject():
-		rt := v.Get("resourceType").String()
-		var contained gjson.Result
-		if rt != "" {
-			contained = v.Get("contained")
-		}
-		if rt != "" {
-			// A resource: its contained resources form a new scope.
-			if c := contained; c.IsArray() {
-				inner := map[string]*Endpoint{}
-				for k, e := range scope {
-					inner[k] = e
-				}
-				c.ForEach(func(_, r gjson.Result) bool {
-					if e, ok := parseEndpoint(r); ok && e.ID != "" {
-						inner[e.ID] = &e
-					}
-					return true
-				})
-				scope = inner
-			}
-		}
-		switch rt {
-		case "ImagingStudy":
-			*pending = append(*pending, pendingStudy{obj: v, scope: scope})
-			if c := contained; c.IsArray() {
-				d.walk(c, "", rt+"/"+v.Get("id").String(), scope, pending)
-			}
-			return
-		case "Endpoint":
-			e, _ := parseEndpoint(v)
-			d.Endpoints = append(d.Endpoints, &EndpointSite{Endpoint: e, Container: container, address: v.Get("address")})
-			if fullURL != "" {
-				d.byFullURL[stripHistory(fullURL)] = &e
-			}
-			if e.ID != "" {
-				if _, dup := d.byID[e.ID]; !dup {
-					d.byID[e.ID] = &e
-				}
-			}
-			return
-		}
-		entryURL := v.Get("fullUrl").String()
-		v.ForEach(func(k, e gjson.Result) bool {
-			if !e.IsObject() && !e.IsArray() {
-				return true
-			}
-			u, in := "", ""
-			switch k.String() {
-			case "resource":
-				u = entryURL
-			case "contained":
-				if rt != "" {
-					in = rt + "/" + v.Get("id").String()
-				}
-			}
-			d.walk(e, u, in, scope, pending)
-			return true
-		})
-	}
-}
-
-// study reads one ImagingStudy. Its Endpoint references are kept unresolved
-// until all Endpoints of the document are known. Each object is walked once,
-// member by member: gjson's Get would rescan it from the start per key.
-func (d *Document) study(v gjson.Result, scope map[string]*Endpoint) *Study {
-	st := &Study{}
-	var stu3UID string
-	v.ForEach(func(k, val gjson.Result) bool {
-		switch k.Str {
-		case "identifier":
-			val.ForEach(func(_, id gjson.Result) bool {
-				if st.UID == "" && id.Get("system").Str == "urn:dicom:uid" {
-					st.UID = dicom.TrimOIDPrefix(strings.TrimSpace(id.Get("value").Str))
-				}
-				return st.UID == ""
-			})
-		case "uid": // STU3
-			stu3UID = dicom.TrimOIDPrefix(strings.TrimSpace(val.Str))
-		case "endpoint":
-			st.Endpoints = d.refs(val, scope)
-		case "series":
-			val.ForEach(func(_, sv gjson.Result) bool {
-				if sv.IsObject() {
-					st.Series = append(st.Series, d.series(sv, scope))
-				}
-				return true
-			})
-		}
-		return true
-	})
-	if st.UID == "" {
-		st.UID = stu3UID
-	}
-	if !dicom.ValidUID(st.UID) {
-		st.UID = ""
-	}
-	return st
-}
-
-func (d *Document) series(sv gjson.Result, scope map[string]*Endpoint) *Series {
-	se := &Series{obj: sv}
-	sv.ForEach(func(k, val gjson.Result) bool {
-		switch k.Str {
-		case "uid":
-			se.UID = validUID(val.Str)
-		case "endpoint":
-			se.Endpoints = d.refs(val, scope)
-		case "extension":
-			se.ext = val
-		case "instance":
-			val.ForEach(func(_, iv gjson.Result) bool {
-				if !iv.IsObject() {
-					return true
-				}
-				in := &Instance{obj: iv}
-				iv.ForEach(func(k, val gjson.Result) bool {
-					switch k.Str {
-					case "uid":
-						in.UID = validUID(val.Str)
-					case "extension":
-						in.ext = val
-					}
-					return true
-				})
-				se.Instances = append(se.Instances, in)
-				return true
-			})
-		}
-		return true
-	})
-	return se
 }
 
 func validUID(s string) string {
@@ -272,21 +202,13 @@ func validUID(s string) string {
 	return ""
 }
 
-// refs reads a list of References (a single Reference is tolerated).
-func (d *Document) refs(list gjson.Result, scope map[string]*Endpoint) []*Ref {
+// resolve resolves the references of a study or series.
+func (d *Document) resolve(refs []string, sc *scope) []*Ref {
 	var out []*Ref
-	add := func(r gjson.Result) {
-		if ref := d.ref(r.Get("reference").String(), scope); ref != nil {
+	for _, s := range refs {
+		if ref := d.ref(s, sc); ref != nil {
 			out = append(out, ref)
 		}
-	}
-	if list.IsArray() {
-		list.ForEach(func(_, r gjson.Result) bool {
-			add(r)
-			return true
-		})
-	} else if list.IsObject() {
-		add(list)
 	}
 	return out
 }
@@ -294,13 +216,13 @@ func (d *Document) refs(list gjson.Result, scope map[string]*Endpoint) []*Ref {
 // ref resolves one reference string as far as the document allows. It
 // returns nil for a reference that can never be resolved (another server, not
 // an Endpoint, a contained id that is not there).
-func (d *Document) ref(s string, scope map[string]*Endpoint) *Ref {
+func (d *Document) ref(s string, sc *scope) *Ref {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil
 	}
 	if strings.HasPrefix(s, "#") {
-		if e, ok := scope[s[1:]]; ok {
+		if e, ok := sc.lookup(s[1:]); ok {
 			return &Ref{Local: e}
 		}
 		return nil

@@ -447,33 +447,40 @@ func (w *walker) array(ctx int) (info, error) {
 // rebase records the edit that swaps the base of the string str when it
 // matches a rule.
 func (w *walker) rebase(str jsontext.Str) {
-	raw := str.Content(w.s.In)
+	w.edits, w.scratch = rebaseEdit(w.t.rules, w.s.In, str, w.edits, w.scratch)
+}
+
+// rebaseEdit appends to edits the edit that swaps the base of the string
+// str of in when it matches one of rules (the first that matches wins).
+// scratch is room for unescaping, returned for reuse.
+func rebaseEdit(rules []baseRule, in []byte, str jsontext.Str, edits []edit, scratch []byte) ([]edit, []byte) {
+	raw := str.Content(in)
 	if len(raw) < 8 || (raw[0] != 'h' && raw[0] != 'H' && raw[0] != '\\') {
-		return // not an http(s) URL: the common case, decided at once
+		return edits, scratch // not an http(s) URL: the common case, decided at once
 	}
 	v := raw
 	if str.Escaped {
-		w.scratch = jsontext.Unescape(w.scratch[:0], raw)
-		v = w.scratch
+		scratch = jsontext.Unescape(scratch[:0], raw)
+		v = scratch
 	}
-	for i := range w.t.rules {
-		r := &w.t.rules[i]
+	for i := range rules {
+		r := &rules[i]
 		off, ok := r.base.MatchContent(raw, v, str.Escaped)
 		if !ok {
 			continue
 		}
-		if string(raw[:off]) == string(r.to) {
-			return
+		if string(raw[:off]) == r.toJSON {
+			return edits, scratch
 		}
-		w.edits = append(w.edits, edit{start: str.Start + 1, end: str.Start + 1 + off, text: string(r.to)})
-		return
+		return append(edits, edit{start: str.Start + 1, end: str.Start + 1 + off, text: r.toJSON, rebase: true}), scratch
 	}
+	return edits, scratch
 }
 
 // baseRule is a Rebase prepared for matching.
 type baseRule struct {
 	base    jsontext.Base
-	to      []byte // JSON-escaped To, without trailing slash
+	toJSON  string // JSON-escaped To, without trailing slash
 	toPlain string
 }
 
@@ -490,5 +497,5 @@ func compileRebase(r Rebase) (baseRule, error) {
 		return baseRule{}, errors.New("fhirjson: rebase From " + strconv.Quote(r.From) + " " + why)
 	}
 	to := strings.TrimRight(r.To, "/")
-	return baseRule{base: base, to: jsontext.AppendEscaped(nil, to), toPlain: to}, nil
+	return baseRule{base: base, toJSON: string(jsontext.AppendEscaped(nil, to)), toPlain: to}, nil
 }
