@@ -3,7 +3,9 @@ package module
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -56,9 +58,24 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 			bufPool.Put(buf)
 		}
 	}()
-	rec := &boundedRecorder{w: w, buf: buf, limit: int(h.MaxBodySize)}
-	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
-	if err := next.ServeHTTP(rec, r); err != nil {
+	sw := &streamWriter{ResponseWriter: w}
+	var streamSpan trace.Span
+	decide := func(status int, hdr http.Header) bool {
+		if !h.shouldStream(status, hdr) {
+			return h.shouldBuffer(status, hdr)
+		}
+		var ctx context.Context
+		ctx, streamSpan = telemetry.StartSpan(r.Context(), "fhir_imaging.rewrite")
+		sw.stream = h.newStream(sw, r.WithContext(ctx), b)
+		return false
+	}
+	rec := &boundedRecorder{w: sw, buf: buf, limit: int(h.MaxBodySize)}
+	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(sw, buf, decide)
+	err := next.ServeHTTP(rec, r)
+	if sw.stream != nil {
+		return h.endStream(r, sw, streamSpan, err, watch, rec.Status())
+	}
+	if err != nil {
 		return err
 	}
 	watch.done(h.app, rec.Status())
@@ -83,12 +100,97 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Length", strconv.Itoa(len(out)))
+	weakenETag(hdr)
+	w.WriteHeader(rec.Status())
+	_, err = w.Write(out)
+	return err
+}
+
+// weakenETag makes a strong ETag weak: the representation changed, so a
+// strong validator no longer holds.
+func weakenETag(hdr http.Header) {
 	if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
-		// The representation changed, so a strong validator no longer holds.
 		hdr.Set("ETag", "W/"+etag)
 	}
-	w.WriteHeader(rec.Status())
-	_, err := w.Write(out)
+}
+
+// shouldStream decides from the status and headers whether an answer is
+// rewritten as it streams (fhirjson.Stream): a successful, uncompressed
+// FHIR JSON answer, of any length. A compressed one is buffered, to be
+// decompressed and rewritten whole.
+func (h *FHIRRewrite) shouldStream(status int, hdr http.Header) bool {
+	if status < 200 || status > 299 || status == http.StatusNoContent || status == http.StatusPartialContent {
+		return false
+	}
+	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
+	case "", "identity":
+	default:
+		return false
+	}
+	return isFHIRJSON(hdr.Get("Content-Type"))
+}
+
+// newStream sets up the rewrite of an answer as it streams to the client
+// through sw: entries go out as they come, unless one needs an Endpoint
+// look-up. The header goes out with the first byte: without a length and
+// with a weak ETag for a Bundle that streams, with the right length for a
+// body rewritten whole, as it came for a body passed on unchanged.
+func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases) *fhirjson.Stream {
+	rw := h.rewriting(r, b)
+	opts := fhirjson.StreamOptions{
+		Scan:      rw.scan,
+		Rewrite:   rw.opts,
+		Plan:      rw.plan,
+		Readdress: rw.readdress,
+		Lookup:    rw.lookup,
+		MaxHold:   int(min(h.MaxBodySize, math.MaxInt32)),
+	}
+	if h.app.FHIR != "" {
+		opts.Cached = h.app.resolver.CachedEndpoint
+	}
+	opts.Start = func(length int, changed bool) {
+		if changed {
+			hdr := sw.Header()
+			if length >= 0 {
+				hdr.Set("Content-Length", strconv.Itoa(length))
+			} else {
+				hdr.Del("Content-Length")
+			}
+			weakenETag(hdr)
+		}
+		sw.writeHeader()
+	}
+	return fhirjson.NewStream(sw.client(), opts)
+}
+
+// endStream finishes an answer rewritten as it streamed, once the FHIR
+// server's answer is complete (err is what passing it on returned).
+func (h *FHIRRewrite) endStream(r *http.Request, sw *streamWriter, span trace.Span, err error, watch *writeWatch, status int) error {
+	st := sw.stream
+	defer span.End()
+	if err != nil {
+		// The FHIR server's answer broke off: what came went out, the rest
+		// cannot follow.
+		h.app.metrics.rewrites.WithLabelValues("passthrough_broken").Inc()
+		return err
+	}
+	err = st.Close()
+	sw.writeHeader() // an answer with no body
+	watch.done(h.app, status)
+	stats := st.Stats()
+	outcome := "unchanged"
+	switch {
+	case st.Malformed():
+		outcome = "passthrough_malformed"
+	case stats.Edited:
+		outcome = "rewritten"
+	case stats.Rebased > 0:
+		outcome = "rebased"
+	}
+	h.count(span, stats, st.Studies())
+	span.SetAttributes(attribute.String("fhir_imaging.outcome", outcome), attribute.Bool("fhir_imaging.streamed", true),
+		attribute.Bool("fhir_imaging.held", st.Held()))
+	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
 	return err
 }
 
@@ -230,54 +332,18 @@ func (h *FHIRRewrite) mayInject(status int, body []byte) bool {
 // EndpointAddresses). It returns nil when nothing changed, and sets outcome
 // to rewritten or rebased otherwise.
 func (h *FHIRRewrite) inject(r *http.Request, body []byte, b bases, outcome *string, dst *[]byte) ([]byte, error) {
-	readdress := h.readdressing()
-	local := append(h.localBases[:len(h.localBases):len(h.localBases)], fhirjson.NormalizeBase(b.seen), fhirjson.NormalizeBase(b.public))
-	doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: local, Rebase: b.toPublic})
+	rw := h.rewriting(r, b)
+	doc, err := fhirjson.Scan(body, rw.scan)
 	if err != nil {
 		return nil, err
 	}
 	var fetched map[string]fhirjson.Endpoint
-	if ids := doc.MissingEndpoints(); len(ids) > 0 && h.app.FHIR != "" {
-		fetched, err = h.app.resolver.Endpoints(r.Context(), ids)
-		if err != nil {
-			h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
-		}
+	if ids := doc.MissingEndpoints(); len(ids) > 0 {
+		fetched = rw.lookup(ids)
 	}
-	rsBase, uriBase := absolute(b.origin, h.DICOMwebBase), absolute(b.origin, h.WADOURIBase)
-	plan := func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
-		var b fhirjson.Bases
-		if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
-			if h.Mode == ModeDirect {
-				b.WADORS = e.Address
-			} else if h.app.ArchiveFor(e.Address) != nil {
-				b.WADORS = rsBase
-			}
-		}
-		if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
-			if h.Mode == ModeDirect {
-				b.WADOURI = e.Address
-			} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
-				b.WADOURI = uriBase
-			}
-		}
-		return b
-	}
-	var addresses fhirjson.Readdress
-	if readdress {
-		addresses = func(site *fhirjson.EndpointSite) (string, bool) {
-			return h.publicAddress(site.Endpoint, rsBase, uriBase)
-		}
-	}
-	out, changed, stats := doc.AppendRewrite((*dst)[:0], plan, addresses, fhirjson.Options{Ext: h.ext, Levels: h.levels})
+	out, changed, stats := doc.AppendRewrite((*dst)[:0], rw.plan(fetched), rw.readdress, rw.opts)
 	*dst = out
-	h.app.metrics.injected.WithLabelValues("series").Add(float64(stats.Series))
-	h.app.metrics.injected.WithLabelValues("instance").Add(float64(stats.Instances))
-	h.app.metrics.injected.WithLabelValues("endpoint_address").Add(float64(stats.Endpoints))
-	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("fhir_imaging.studies", len(doc.Studies)),
-		attribute.Int("fhir_imaging.series_urls", stats.Series), attribute.Int("fhir_imaging.instance_urls", stats.Instances),
-		attribute.Int("fhir_imaging.endpoint_addresses", stats.Endpoints))
-	h.logger.Debug("rewrote FHIR response", zap.Int("studies", len(doc.Studies)), zap.Int("series_urls", stats.Series),
-		zap.Int("instance_urls", stats.Instances), zap.Int("endpoint_addresses", stats.Endpoints))
+	h.count(trace.SpanFromContext(r.Context()), stats, len(doc.Studies))
 	switch {
 	case !changed:
 		return nil, nil
@@ -287,6 +353,79 @@ func (h *FHIRRewrite) inject(r *http.Request, body []byte, b bases, outcome *str
 		*outcome = "rebased"
 	}
 	return out, nil
+}
+
+// rewriting is how the answers to one request are rewritten: the same for
+// a body rewritten whole and one rewritten as it streams.
+type rewriting struct {
+	scan      fhirjson.ScanOptions
+	opts      fhirjson.Options
+	plan      func(fetched map[string]fhirjson.Endpoint) fhirjson.Planner
+	readdress fhirjson.Readdress
+	lookup    func(ids []string) map[string]fhirjson.Endpoint
+}
+
+// rewriting sets up the rewrite of the answers to r.
+func (h *FHIRRewrite) rewriting(r *http.Request, b bases) rewriting {
+	rsBase, uriBase := absolute(b.origin, h.DICOMwebBase), absolute(b.origin, h.WADOURIBase)
+	rw := rewriting{
+		scan: fhirjson.ScanOptions{
+			LocalBases: append(h.localBases[:len(h.localBases):len(h.localBases)], fhirjson.NormalizeBase(b.seen), fhirjson.NormalizeBase(b.public)),
+			Rebase:     b.toPublic,
+		},
+		opts: fhirjson.Options{Ext: h.ext, Levels: h.levels},
+		plan: func(fetched map[string]fhirjson.Endpoint) fhirjson.Planner {
+			return func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
+				var b fhirjson.Bases
+				if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
+					if h.Mode == ModeDirect {
+						b.WADORS = e.Address
+					} else if h.app.ArchiveFor(e.Address) != nil {
+						b.WADORS = rsBase
+					}
+				}
+				if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
+					if h.Mode == ModeDirect {
+						b.WADOURI = e.Address
+					} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
+						b.WADOURI = uriBase
+					}
+				}
+				return b
+			}
+		},
+		lookup: func(ids []string) map[string]fhirjson.Endpoint {
+			if h.app.FHIR == "" {
+				return nil
+			}
+			fetched, err := h.app.resolver.Endpoints(r.Context(), ids)
+			if err != nil {
+				h.logger.Warn("Endpoint look-up failed; the affected series get no URLs", zap.Int("endpoints", len(ids)), zap.Error(err))
+			}
+			return fetched
+		},
+	}
+	if h.readdressing() {
+		rw.readdress = func(site *fhirjson.EndpointSite) (string, bool) {
+			return h.publicAddress(site.Endpoint, rsBase, uriBase)
+		}
+	}
+	return rw
+}
+
+// count records what a rewrite injected in the metrics, its span and the
+// debug log.
+func (h *FHIRRewrite) count(span trace.Span, stats fhirjson.Stats, studies int) {
+	h.app.metrics.injected.WithLabelValues("series").Add(float64(stats.Series))
+	h.app.metrics.injected.WithLabelValues("instance").Add(float64(stats.Instances))
+	h.app.metrics.injected.WithLabelValues("endpoint_address").Add(float64(stats.Endpoints))
+	span.SetAttributes(attribute.Int("fhir_imaging.studies", studies),
+		attribute.Int("fhir_imaging.series_urls", stats.Series), attribute.Int("fhir_imaging.instance_urls", stats.Instances),
+		attribute.Int("fhir_imaging.endpoint_addresses", stats.Endpoints))
+	if ce := h.logger.Check(zap.DebugLevel, "rewrote FHIR response"); ce != nil {
+		ce.Write(zap.Int("studies", studies), zap.Int("series_urls", stats.Series),
+			zap.Int("instance_urls", stats.Instances), zap.Int("endpoint_addresses", stats.Endpoints))
+	}
 }
 
 // readdressing reports whether archive Endpoints are answered with the

@@ -141,7 +141,8 @@ func TestRebaseAnswerShapes(t *testing.T) {
 		if got, want := resp.Header.Get("Link"), `<`+pub+`?_getpages=x&_getpagesoffset=2>; rel="next"`; got != want {
 			t.Errorf("Link %q, want %q", got, want)
 		}
-		if cl := resp.Header.Get("Content-Length"); cl != fmt.Sprint(len(body)) {
+		// A Bundle is rewritten as it streams: no length, or the right one.
+		if cl := resp.Header.Get("Content-Length"); cl != "" && cl != fmt.Sprint(len(body)) {
 			t.Errorf("Content-Length %s for %d bytes", cl, len(body))
 		}
 	})

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 )
 
 // The ResponseWriters the handlers wrap around an answer: to change its
@@ -124,3 +126,67 @@ func (b *boundedRecorder) captured() bool {
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// streamWriter passes an answer on, through a fhirjson.Stream once one is
+// set (when its header is written), or as it is otherwise. With a Stream,
+// the header is held until the Stream writes its first byte (or ends), so
+// that it can still be made to fit what the Stream writes.
+type streamWriter struct {
+	http.ResponseWriter
+	stream *fhirjson.Stream
+	status int  // the status held while the Stream decides
+	wrote  bool // the header went out
+}
+
+func (s *streamWriter) WriteHeader(status int) {
+	if s.stream != nil && status >= 200 {
+		s.status = status
+		return
+	}
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	if s.stream != nil {
+		return s.stream.Write(p)
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+// writeHeader writes the held header, once.
+func (s *streamWriter) writeHeader() {
+	if !s.wrote {
+		s.wrote = true
+		s.ResponseWriter.WriteHeader(s.status)
+	}
+}
+
+// client returns the writer the Stream writes to: the client's.
+func (s *streamWriter) client() io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		s.writeHeader()
+		return s.ResponseWriter.Write(p)
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// ReadFrom hides the underlying ReaderFrom, so that a body copied in goes
+// through Write.
+func (s *streamWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{s}, r)
+}
+
+// FlushError flushes what went out to the client; while the header is held
+// there is nothing to flush (a flush would send it).
+func (s *streamWriter) FlushError() error {
+	if s.stream != nil && !s.wrote {
+		return nil
+	}
+	return http.NewResponseController(s.ResponseWriter).Flush()
+}
+
+// Unwrap returns the client's ResponseWriter, for http.ResponseController.
+func (s *streamWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

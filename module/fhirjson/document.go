@@ -23,6 +23,10 @@ type ScanOptions struct {
 	// value of the body, in the same pass; Rewrite applies the swaps
 	// together with what it injects. Its extension drops are not applied.
 	Rebase *Transformer
+	// Known holds Endpoints from outside the body that its references may
+	// name: the other entries of the Bundle it is an entry of. The
+	// document's own come first.
+	Known *Index
 }
 
 // Document is a scanned FHIR JSON body: the ImagingStudy resources it holds
@@ -185,13 +189,46 @@ func Scan(body []byte, opts ScanOptions) (*Document, error) {
 			site.Container = site.in.rt + "/" + site.in.id
 		}
 	}
+	d.Resolve()
+	return d, nil
+}
+
+// Resolve resolves the Endpoint references of the document's studies and
+// series again: Scan does it once, and a caller whose ScanOptions.Known has
+// grown since (the later entries of a Bundle read in parts) does it again.
+func (d *Document) Resolve() {
 	for _, st := range d.Studies {
 		st.Endpoints = d.resolve(st.refs, st.scope)
 		for _, se := range st.Series {
 			se.Endpoints = d.resolve(se.refs, st.scope)
 		}
 	}
-	return d, nil
+}
+
+// Index holds Endpoint resources found outside a document, by the fullUrl
+// of their Bundle entry and by id: the other entries of the Bundle that
+// a document is one entry of.
+type Index struct {
+	byFullURL map[string]*Endpoint
+	byID      map[string]*Endpoint
+}
+
+// NewIndex returns an empty Index.
+func NewIndex() *Index {
+	return &Index{byFullURL: map[string]*Endpoint{}, byID: map[string]*Endpoint{}}
+}
+
+// Add adds the standalone Endpoints of d (not its contained ones), the
+// last of a fullUrl and the first of an id winning, as within one document.
+func (x *Index) Add(d *Document) {
+	for u, e := range d.byFullURL {
+		x.byFullURL[u] = e
+	}
+	for id, e := range d.byID {
+		if _, dup := x.byID[id]; !dup {
+			x.byID[id] = e
+		}
+	}
 }
 
 func validUID(s string) string {
@@ -231,6 +268,12 @@ func (d *Document) ref(s string, sc *scope) *Ref {
 	if e, ok := d.byFullURL[s]; ok {
 		return &Ref{Local: e}
 	}
+	known := d.opts.Known
+	if known != nil {
+		if e, ok := known.byFullURL[s]; ok {
+			return &Ref{Local: e}
+		}
+	}
 	base, rt, id := SplitReference(s)
 	if rt != "Endpoint" || !ValidID(id) {
 		return nil
@@ -240,6 +283,11 @@ func (d *Document) ref(s string, sc *scope) *Ref {
 	}
 	if e, ok := d.byID[id]; ok {
 		return &Ref{Local: e}
+	}
+	if known != nil {
+		if e, ok := known.byID[id]; ok {
+			return &Ref{Local: e}
+		}
 	}
 	return &Ref{ID: id}
 }

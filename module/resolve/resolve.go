@@ -318,6 +318,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
+// CachedEndpoint returns the Endpoint of an id from the cache alone, with
+// known false when the cache holds no answer for it; found false means the
+// FHIR server has no such Endpoint. A hit is counted like one of Endpoints.
+func (r *Resolver) CachedEndpoint(id string) (e fhirjson.Endpoint, found, known bool) {
+	a, ok := r.endpoints.Get(id)
+	if !ok {
+		return fhirjson.Endpoint{}, false, false
+	}
+	r.cfg.OnCache("endpoint", true)
+	return a.ep, a.found, true
+}
+
 // PurgeEndpoint drops one cached Endpoint.
 func (r *Resolver) PurgeEndpoint(id string) { r.endpoints.Delete(id) }
 

@@ -1,0 +1,246 @@
+package module_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// slowFHIR is a FHIR server whose searches send the first half of their
+// Bundle, then wait to be released before sending the rest.
+type slowFHIR struct {
+	*httptest.Server
+	bodies    map[string]string // path → Bundle
+	release   chan struct{}
+	endpoints atomic.Int32 // Endpoint searches
+}
+
+func newSlowFHIR(t *testing.T) *slowFHIR {
+	f := &slowFHIR{bodies: map[string]string{}, release: make(chan struct{})}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fhir/Endpoint" {
+			f.endpoints.Add(1)
+			w.Header().Set("Content-Type", "application/fhir+json")
+			fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":%s}]}`,
+				endpointJSON("a-rs", "active", "dicom-wado-rs", "http://127.0.0.1:18042/dicom-web"))
+			return
+		}
+		body, ok := f.bodies[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		body = strings.ReplaceAll(body, "UPSTREAM", "http://"+r.Host)
+		w.Header().Set("Content-Type", "application/fhir+json;charset=UTF-8")
+		w.Header().Set("ETag", `"7"`)
+		half := len(body) / 2
+		io.WriteString(w, body[:half])
+		w.(http.Flusher).Flush()
+		select {
+		case <-f.release:
+		case <-r.Context().Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+		io.WriteString(w, body[half:])
+	}))
+	t.Cleanup(func() {
+		select {
+		case <-f.release:
+		default:
+			close(f.release)
+		}
+		f.Close()
+	})
+	return f
+}
+
+func observationBundle(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"UPSTREAM/fhir/Observation"}],"entry":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"fullUrl":"UPSTREAM/fhir/Observation/o%d","resource":{"resourceType":"Observation","id":"o%d","status":"final","subject":{"reference":"Patient/p"},"valueQuantity":{"value":%d}}}`, i, i, i)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+func studyBundle(n int, include bool) string {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"searchset","entry":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"fullUrl":"UPSTREAM/fhir/ImagingStudy/s%d","resource":{"resourceType":"ImagingStudy","id":"s%d","identifier":[{"system":"urn:dicom:uid","value":"1.2.%d"}],"endpoint":[{"reference":"Endpoint/a-rs"}],"series":[{"uid":"1.2.%d.1","instance":[{"uid":"1.2.%d.1.1"}]}]}}`, i, i, i, i, i)
+	}
+	if include {
+		b.WriteString(`,{"fullUrl":"UPSTREAM/fhir/Endpoint/a-rs","resource":` + endpointJSON("a-rs", "active", "dicom-wado-rs", "http://127.0.0.1:18042/dicom-web") + `,"search":{"mode":"include"}}`)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+func slowGateway(t *testing.T, f *slowFHIR, rewriteOpts string) string {
+	globals := fmt.Sprintf("\tfhir_imaging {\n\t\tfhir %s/fhir\n\t\tarchive a http://127.0.0.1:18042/dicom-web\n\t\tlookup_timeout 2s\n\t}\n", f.URL)
+	site := fmt.Sprintf("\thandle /fhir/* {\n\t\tfhir_rewrite {\n%s\n\t\t}\n\t\treverse_proxy %s\n\t}", rewriteOpts, hostPort(f.URL))
+	return startGateway(t, globals, site)
+}
+
+// collector reads a body in the background, so that a test can look at
+// what has come so far at any time.
+type collector struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	done chan struct{}
+}
+
+func collect(r io.Reader) *collector {
+	c := &collector{done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		chunk := make([]byte, 4096)
+		for {
+			n, err := r.Read(chunk)
+			c.mu.Lock()
+			c.buf.Write(chunk[:n])
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// after returns what has come within d.
+func (c *collector) after(d time.Duration) []byte {
+	time.Sleep(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.buf.Bytes())
+}
+
+// all waits for the end of the body and returns all of it.
+func (c *collector) all(t *testing.T) []byte {
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the body did not end")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Bytes()
+}
+
+// TestRewriteStreamsBundles: a Bundle with nothing to look up reaches the
+// client, rebased, while the FHIR server is still sending it; only its
+// second half waits for the server.
+func TestRewriteStreamsBundles(t *testing.T) {
+	f := newSlowFHIR(t)
+	f.bodies["/fhir/Observation"] = observationBundle(500)
+	gw := slowGateway(t, f, "")
+	resp, err := http.Get(gw + "/fhir/Observation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Length") != "" || resp.Header.Get("ETag") != `W/"7"` {
+		t.Errorf("Content-Length %q, ETag %q: want none and a weak one", resp.Header.Get("Content-Length"), resp.Header.Get("ETag"))
+	}
+	// The gateway's first reads of the first half come out before the
+	// server sends the rest.
+	var first bytes.Buffer
+	chunk := make([]byte, 4096)
+	deadline := time.Now().Add(3 * time.Second)
+	half := len(f.bodies["/fhir/Observation"]) / 2
+	for first.Len() < half*8/10 && time.Now().Before(deadline) {
+		n, err := resp.Body.Read(chunk)
+		first.Write(chunk[:n])
+		if err != nil {
+			break
+		}
+	}
+	if first.Len() < half*8/10 {
+		t.Fatalf("%d bytes out before the FHIR server sent its second half, want most of the first half (%d)", first.Len(), half)
+	}
+	close(f.release)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := append(first.Bytes(), rest...)
+	want := strings.ReplaceAll(f.bodies["/fhir/Observation"], "UPSTREAM", gw)
+	if string(body) != want {
+		t.Errorf("streamed body differs from the rebased one:\n%s\nwant\n%s", body, want)
+	}
+}
+
+// TestRewriteStreamWaitsOnlyForLookups: a search whose Endpoint must be
+// looked up waits for the end (where the Endpoint, included after the
+// studies, makes the look-up unneeded); once the Endpoint is cached, the
+// same search streams.
+func TestRewriteStreamWaitsOnlyForLookups(t *testing.T) {
+	f := newSlowFHIR(t)
+	f.bodies["/fhir/ImagingStudy"] = studyBundle(200, false)
+	gw := slowGateway(t, f, "")
+
+	resp, err := http.Get(gw + "/fhir/ImagingStudy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(resp.Body)
+	if early := c.after(400 * time.Millisecond); bytes.Contains(early, []byte(`"ImagingStudy"`)) {
+		t.Errorf("entries went out before their Endpoint was known:\n%.300s", early)
+	}
+	f.release <- struct{}{}
+	body := string(c.all(t))
+	resp.Body.Close()
+	if n := strings.Count(body, "/wado-rs/studies/"); n != 400 {
+		t.Errorf("%d WADO-RS URLs, want 400 (200 series, 200 instances)", n)
+	}
+	if n := f.endpoints.Load(); n != 1 {
+		t.Errorf("%d Endpoint searches, want 1", n)
+	}
+
+	// Now cached: the studies stream.
+	resp, err = http.Get(gw + "/fhir/ImagingStudy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	c = collect(resp.Body)
+	if n := bytes.Count(c.after(400*time.Millisecond), []byte("/wado-rs/studies/")); n < 100 {
+		t.Errorf("%d URLs out before the FHIR server sent its second half, want most of the first half's", n)
+	}
+	f.release <- struct{}{}
+	if n := strings.Count(string(c.all(t)), "/wado-rs/studies/"); n != 400 {
+		t.Errorf("%d WADO-RS URLs, want 400", n)
+	}
+	if n := f.endpoints.Load(); n != 1 {
+		t.Errorf("%d Endpoint searches after the cached one, want 1", n)
+	}
+}
+
+// TestRewriteStreamsPastMaxBodySize: a Bundle larger than max_body_size is
+// still rebased, as it streams; before streaming it passed unchanged.
+func TestRewriteStreamsPastMaxBodySize(t *testing.T) {
+	f := newSlowFHIR(t)
+	close(f.release)
+	f.bodies["/fhir/Observation"] = observationBundle(200)
+	gw := slowGateway(t, f, "\t\t\tmax_body_size 4KiB")
+	_, body := get(t, gw+"/fhir/Observation")
+	if want := strings.ReplaceAll(f.bodies["/fhir/Observation"], "UPSTREAM", gw); string(body) != want {
+		t.Errorf("body not rebased past max_body_size:\n%.400s", body)
+	}
+}
