@@ -163,8 +163,8 @@ func TestStreamHoldsOnlyWhatWaits(t *testing.T) {
 	noInclude := bytes.Replace(in, []byte(`"resourceType":"Endpoint"`), []byte(`"resourceType":"Basic"`), -1)
 	lookups = 0
 	_, s = streamed(t, noInclude, 512, streamOpts(nil, &lookups))
-	if lookups != 1 {
-		t.Errorf("%d look-ups, want 1", lookups)
+	if lookups != 1 || !s.Held() {
+		t.Errorf("%d look-ups, held %v; want 1 and held", lookups, s.Held())
 	}
 }
 
