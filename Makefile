@@ -14,7 +14,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: all build unit e2e test demo install clean xcaddy-check fuzz
+.PHONY: all build unit e2e test demo install clean xcaddy-check fuzz bench
 
 all: build
 
@@ -39,6 +39,12 @@ xcaddy-check:
 
 fuzz:
 	integration/fuzz.sh
+
+# Load runs against plain reverse_proxy and nginx, and the in-process
+# benchmarks; rewrites the measured part of docs/PERFORMANCE.md (about 9
+# minutes; see integration/bench/bench.sh for the knobs).
+bench:
+	integration/bench/bench.sh
 
 install:
 	integration/install.sh

@@ -3,6 +3,7 @@ package module
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -116,10 +117,19 @@ func (h *FHIRRewrite) requestBases(r *http.Request) bases {
 	if h.DisableRebase || b.upstream == "" || fhirjson.NormalizeBase(b.public) == fhirjson.NormalizeBase(b.upstream) {
 		return b
 	}
+	seen := fhirjson.NormalizeBase(b.seen) != fhirjson.NormalizeBase(b.public) && validHostPort(r.Host)
+	key := b.public
+	if seen {
+		key += "\x00" + b.seen
+	}
+	if tr, ok := h.transformers.Get(key); ok {
+		b.toPublic = tr
+		return b
+	}
 	rules := []fhirjson.Rebase{{From: b.upstream, To: b.public}}
 	// A FHIR server that was handed the client's Host (reverse_proxy's
 	// default) writes links on that host with its own path.
-	if fhirjson.NormalizeBase(b.seen) != fhirjson.NormalizeBase(b.public) && validHostPort(r.Host) {
+	if seen {
 		rules = append(rules, fhirjson.Rebase{From: b.seen, To: b.public})
 	}
 	tr, err := fhirjson.NewTransformer(rules, nil, fhirjson.NotPatch)
@@ -127,6 +137,7 @@ func (h *FHIRRewrite) requestBases(r *http.Request) bases {
 		h.logger.Debug("no rebasing for this request", zap.String("public_base", b.public), zap.Error(err))
 		return b
 	}
+	h.transformers.Put(key, tr, time.Hour)
 	b.toPublic = tr
 	return b
 }

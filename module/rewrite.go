@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/ttlcache"
 )
 
 func init() {
@@ -114,6 +115,9 @@ type FHIRRewrite struct {
 	upPath     string // path of the upstream FHIR base
 	reads      *http.Client
 	logger     *zap.Logger
+	// transformers holds the rebase rules prepared for the public bases
+	// seen lately: they depend on the request's host and prefix only.
+	transformers *ttlcache.Cache[*fhirjson.Transformer]
 }
 
 // levelNames are the values of FHIRRewrite.Levels.
@@ -184,6 +188,7 @@ func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.reads = &http.Client{Timeout: time.Duration(h.app.LookupTimeout)}
+	h.transformers = ttlcache.New[*fhirjson.Transformer](64, time.Now)
 	if h.app.FHIR != "" {
 		h.localBases = []string{fhirjson.NormalizeBase(h.app.FHIR)}
 		if i := strings.Index(h.app.FHIR, "://"); i >= 0 {

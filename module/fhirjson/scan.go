@@ -27,6 +27,8 @@ type scanner struct {
 	d           *Document
 	rules       []baseRule
 	scratch     []byte
+	detect      bool       // look for the string values "ImagingStudy" and "Endpoint"
+	found       bool       // one was found
 	rereadBytes int        // bytes read a second time for a late resourceType
 	insts       []Instance // the instances of the series at hand
 	slab        []Instance // where the instances of every series are kept
@@ -131,7 +133,22 @@ func (p *scanner) str() (jsontext.Str, error) {
 	if err == nil && len(p.rules) > 0 {
 		p.d.rebase, p.scratch = rebaseEdit(p.rules, p.s.In, str, p.d.rebase, p.scratch)
 	}
+	if err == nil && p.detect && !p.found {
+		p.found = namesResource(str.Content(p.s.In), str.Escaped)
+	}
 	return str, err
+}
+
+// namesResource reports whether the string content raw is "ImagingStudy"
+// or "Endpoint".
+func namesResource(raw []byte, escaped bool) bool {
+	if escaped {
+		if len(raw) > 6*len("ImagingStudy") {
+			return false
+		}
+		raw = jsontext.Unescape(nil, raw)
+	}
+	return string(raw) == "ImagingStudy" || string(raw) == "Endpoint"
 }
 
 // text reads any value and returns it as gjson's String gives it: a

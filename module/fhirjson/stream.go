@@ -232,8 +232,18 @@ func (s *Stream) read() error {
 			}
 			if len(s.stack) > 0 && b == '{' {
 				// An object in the Bundle (an entry, a link, its meta) is
-				// read whole and handled as a unit.
-				s.state, s.entryStart, s.entryDepth, s.entryStr = stEntry, s.pos, 0, false
+				// read whole and handled as a unit: at once when it is all
+				// here, which the first pass finds out; otherwise its end
+				// is looked for as the rest comes, and it is read then.
+				start := s.pos
+				if n, resource, err := s.firstPass(s.buf[start-s.base:]); err == nil {
+					s.pos = start + n
+					if err := s.entryRead(start, s.pos, resource); err != nil {
+						return err
+					}
+					continue
+				}
+				s.state, s.entryStart, s.entryDepth, s.entryStr = stEntry, start, 0, false
 				continue
 			}
 			s.stack = append(s.stack, b)
@@ -375,17 +385,44 @@ func (s *Stream) readEntry() (done bool, err error) {
 // entry handles a whole entry, body[start:end].
 func (s *Stream) entry(start, end int) error {
 	raw := s.buf[start-s.base : end-s.base]
-	if !bytes.Contains(raw, []byte(`"ImagingStudy"`)) && !bytes.Contains(raw, []byte(`"Endpoint"`)) {
+	n, resource, err := s.firstPass(raw)
+	if err != nil || n != len(raw) {
+		return s.toRaw()
+	}
+	return s.entryRead(start, end, resource)
+}
+
+// firstPass validates the entry at the start of raw, finding its base swaps
+// (left in s.scratch.rebase) and whether any string value in it is
+// "ImagingStudy" or "Endpoint". It returns the entry's length.
+func (s *Stream) firstPass(raw []byte) (n int, resource bool, err error) {
+	s.scratch.rebase = s.scratch.rebase[:0]
+	p := scanner{d: &s.scratch, rules: s.rules(), detect: true}
+	p.s.In = raw
+	err = p.skip()
+	return p.s.Pos, p.found, err
+}
+
+// entryRead handles the entry body[start:end] after its first pass.
+func (s *Stream) entryRead(start, end int, resource bool) error {
+	raw := s.buf[start-s.base : end-s.base]
+	if !resource {
 		// Nothing to inject: only its base is swapped.
-		edits, err := s.rebaseOnly(raw, start)
-		if err != nil {
-			return s.toRaw()
-		}
 		if len(s.held) > 0 {
+			edits := make([]edit, len(s.scratch.rebase))
+			for i, e := range s.scratch.rebase {
+				e.start += start
+				e.end += start
+				edits[i] = e
+			}
 			s.hold(segment{start: start, end: end, edits: edits})
 			return nil
 		}
-		s.edits = append(s.edits, edits...)
+		for _, e := range s.scratch.rebase {
+			e.start += start
+			e.end += start
+			s.edits = append(s.edits, e)
+		}
 		return nil
 	}
 	d, err := Scan(raw, s.opts.Scan)
@@ -410,23 +447,6 @@ func (s *Stream) entry(start, end int) error {
 	}
 	s.hold(segment{start: start, end: end, doc: d})
 	return nil
-}
-
-// rebaseOnly validates an entry and returns its base swaps, at body offsets.
-func (s *Stream) rebaseOnly(raw []byte, off int) ([]edit, error) {
-	s.scratch.rebase = s.scratch.rebase[:0]
-	p := scanner{d: &s.scratch, rules: s.rules()}
-	p.s.In = raw
-	if err := p.skip(); err != nil {
-		return nil, err
-	}
-	edits := make([]edit, len(s.scratch.rebase))
-	for i, e := range s.scratch.rebase {
-		e.start += off
-		e.end += off
-		edits[i] = e
-	}
-	return edits, nil
 }
 
 // cachedOnly resolves ids from the look-ups held, reporting whether all of

@@ -38,6 +38,7 @@ type Base struct {
 	host   string // lower case, default port dropped
 	path   string // without trailing slash
 	opts   BaseOptions
+	ascii  bool // scheme and host are ASCII
 }
 
 // ParseBase checks and prepares the base URL from, which must have a scheme,
@@ -68,7 +69,7 @@ func ParseBase(from string, opts BaseOptions) (Base, error) {
 	if strings.ContainsAny(path, "?#") {
 		return Base{}, ErrQueryOrFragment
 	}
-	return Base{scheme: scheme, host: host, path: strings.TrimRight(path, "/"), opts: opts}, nil
+	return Base{scheme: scheme, host: host, path: strings.TrimRight(path, "/"), opts: opts, ascii: asciiOnly([]byte(scheme + host))}, nil
 }
 
 // ValidScheme reports whether s is an RFC 3986 scheme: a letter followed by
@@ -103,7 +104,20 @@ func (b *Base) Match(v []byte) (int, bool) {
 	for e < len(v) && v[e] != '/' && v[e] != '?' && v[e] != '#' {
 		e++
 	}
-	if b.opts.Lax {
+	if b.opts.Lax && b.ascii && asciiOnly(v[:e]) {
+		// Unicode case folding is ASCII case folding on ASCII text: the
+		// common case, compared without allocating.
+		h := v[a:e]
+		switch {
+		case b.scheme == "http" && len(h) >= 3 && string(h[len(h)-3:]) == ":80":
+			h = h[:len(h)-3]
+		case b.scheme == "https" && len(h) >= 4 && string(h[len(h)-4:]) == ":443":
+			h = h[:len(h)-4]
+		}
+		if !EqualFoldASCII(v[:n], b.scheme) || !EqualFoldASCII(h, b.host) {
+			return 0, false
+		}
+	} else if b.opts.Lax {
 		if !strings.EqualFold(string(v[:n]), b.scheme) ||
 			!strings.EqualFold(laxHost(b.scheme, strings.ToLower(string(v[a:e]))), b.host) {
 			return 0, false
@@ -164,6 +178,16 @@ func normalizeHost[S ~string | ~[]byte](scheme string, host S) S {
 		}
 	}
 	return h
+}
+
+// asciiOnly reports whether b is all ASCII.
+func asciiOnly(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // laxHost drops a default port whenever host ends with it.
