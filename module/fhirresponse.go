@@ -145,6 +145,9 @@ func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases) *fhi
 		Lookup:    rw.lookup,
 		MaxHold:   int(min(h.MaxBodySize, math.MaxInt32)),
 	}
+	if n, err := strconv.Atoi(sw.Header().Get("Content-Length")); err == nil && n > 0 {
+		opts.SizeHint = n
+	}
 	if h.app.FHIR != "" {
 		opts.Cached = h.app.resolver.CachedEndpoint
 	}

@@ -73,8 +73,8 @@ func study(s, series, instances int) string {
 
 func searchset(studies, series, instances int, include bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `{"resourceType":"Bundle","id":"b","meta":{"lastUpdated":"2026-11-26T10:00:00.000+00:00"},"type":"searchset","total":%d,"link":[{"relation":"self","url":"%s/ImagingStudy?_include=ImagingStudy%%3Aendpoint"},{"relation":"next","url":"%s?_getpages=b&_getpagesoffset=%d&_count=%d"}],"entry":[`,
-		studies, base, base, studies, studies)
+	fmt.Fprintf(&b, `{"resourceType":"Bundle","id":"b","meta":{"lastUpdated":"2026-11-26T10:00:00.000+00:00"},"type":"searchset","total":%d,"link":[{"relation":"self","url":"%s/ImagingStudy?_include=ImagingStudy%%3Aendpoint"}],"entry":[`,
+		studies, base)
 	for s := 0; s < studies; s++ {
 		if s > 0 {
 			b.WriteByte(',')

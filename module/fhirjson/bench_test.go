@@ -148,3 +148,33 @@ func BenchmarkStreamRebase(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkStreamSearchset: the 100-study searchset streamed in 32 KiB
+// parts (every entry held until the Endpoints included at its end),
+// against the whole-body rewrite in the same run.
+func BenchmarkStreamSearchset(b *testing.B) {
+	in := searchset(100, 3, 50)
+	tr := gatewayRebase(b)
+	b.Run("impl=stream", func(b *testing.B) {
+		b.SetBytes(int64(len(in)))
+		b.ReportAllocs()
+		opts := StreamOptions{Scan: ScanOptions{LocalBases: opts.LocalBases, Rebase: tr}, Rewrite: Options{Ext: ext}, Plan: planner}
+		for i := 0; i < b.N; i++ {
+			s := NewStream(io.Discard, opts)
+			for j := 0; j < len(in); j += 32 << 10 {
+				s.Write(in[j:min(j+32<<10, len(in))])
+			}
+			if err := s.Close(); err != nil || s.Stats().Instances != 15000 {
+				b.Fatal(err, s.Stats())
+			}
+		}
+	})
+	b.Run("impl=whole", func(b *testing.B) {
+		b.SetBytes(int64(len(in)))
+		b.ReportAllocs()
+		var dst []byte
+		for i := 0; i < b.N; i++ {
+			dst = onePass(b, in, tr, dst, 0)
+		}
+	})
+}

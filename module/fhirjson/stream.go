@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/jsontext"
 )
@@ -54,11 +55,13 @@ type Stream struct {
 	entryDepth int
 	entryStr   bool // in a string, which opened at entryQuote
 	entryQuote int
+	lastEntry  int // the length of the last entry read
 
 	held     []segment
 	heldSize int
 	waited   bool // something was held
 	started  bool // Start was called
+	pooled   *[]byte
 	studies  int
 	known    *Index
 	scratch  Document
@@ -108,6 +111,9 @@ type StreamOptions struct {
 	Lookup func(ids []string) map[string]Endpoint
 	// MaxHold is the most bytes held at a time. Default: 32 MiB.
 	MaxHold int
+	// SizeHint is the length of the body when it is known (its
+	// Content-Length), to make room for it at once.
+	SizeHint int
 	// Start, if set, is called once, before the first byte is written:
 	// with the length of the whole output and whether it differs from the
 	// body when the body was held whole; with -1 and true when a Bundle
@@ -120,7 +126,11 @@ func NewStream(w io.Writer, opts StreamOptions) *Stream {
 	if opts.MaxHold <= 0 {
 		opts.MaxHold = 32 << 20
 	}
-	s := &Stream{w: w, opts: opts, known: NewIndex()}
+	bp := streamBufs.Get().(*[]byte)
+	if opts.SizeHint > 0 && cap(*bp) < min(opts.SizeHint, opts.MaxHold) {
+		*bp = make([]byte, 0, min(opts.SizeHint, opts.MaxHold)+512)
+	}
+	s := &Stream{w: w, opts: opts, known: NewIndex(), buf: (*bp)[:0], pooled: bp}
 	s.opts.Scan.Known = s.known
 	return s
 }
@@ -172,8 +182,22 @@ func (s *Stream) start(length int, changed bool) {
 	}
 }
 
-// Close writes out what is left once the body is complete.
+// streamBufs holds the buffers of finished Streams.
+var streamBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// Close writes out what is left once the body is complete. The Stream may
+// not be used after.
 func (s *Stream) Close() error {
+	err := s.close()
+	if s.pooled != nil && cap(s.buf) <= 64<<20 {
+		*s.pooled = s.buf[:0]
+		streamBufs.Put(s.pooled)
+	}
+	s.buf, s.pooled, s.held = nil, nil, nil
+	return err
+}
+
+func (s *Stream) close() error {
 	if s.err != nil {
 		return s.err
 	}
@@ -236,12 +260,16 @@ func (s *Stream) read() error {
 				// here, which the first pass finds out; otherwise its end
 				// is looked for as the rest comes, and it is read then.
 				start := s.pos
-				if n, resource, err := s.firstPass(s.buf[start-s.base:]); err == nil {
-					s.pos = start + n
-					if err := s.entryRead(start, s.pos, resource); err != nil {
-						return err
+				if len(s.buf)-(start-s.base) >= 4*s.lastEntry {
+					// Likely all here: small entries, as the last one was.
+					if n, resource, err := s.firstPass(s.buf[start-s.base:]); err == nil {
+						s.pos = start + n
+						s.lastEntry = n
+						if err := s.entryRead(start, s.pos, resource); err != nil {
+							return err
+						}
+						continue
 					}
-					continue
 				}
 				s.state, s.entryStart, s.entryDepth, s.entryStr = stEntry, start, 0, false
 				continue
@@ -385,6 +413,12 @@ func (s *Stream) readEntry() (done bool, err error) {
 // entry handles a whole entry, body[start:end].
 func (s *Stream) entry(start, end int) error {
 	raw := s.buf[start-s.base : end-s.base]
+	s.lastEntry = len(raw)
+	if bytes.IndexByte(raw, '\\') < 0 && (bytes.Contains(raw, []byte("ImagingStudy")) || bytes.Contains(raw, []byte("Endpoint"))) {
+		// Without escapes, a value can only be "ImagingStudy" where the
+		// word is: read by Scan at once, one pass rather than two.
+		return s.entryRead(start, end, true)
+	}
 	n, resource, err := s.firstPass(raw)
 	if err != nil || n != len(raw) {
 		return s.toRaw()
