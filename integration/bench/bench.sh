@@ -9,7 +9,10 @@
 #   BENCH_CONNECTIONS=8   wrk connections for the main table (1 thread)
 #   BENCH_SWEEP="1 2 4 8 16 32 64 128 256"  connections of the throughput sweep
 #   BENCH_SWEEP_SECONDS=4 length of one sweep run
-#   BENCH_OUT=docs        where PERFORMANCE.md and the plots go
+#   BENCH_OUT=docs        where PERFORMANCE.md and the plots go; the raw
+#                         results go to $BENCH_OUT/bench/ (report.py redraws
+#                         from them: python3 integration/bench/report.py
+#                         docs/bench docs)
 #
 # Servers, all on loopback, each its own process:
 #   :19001        a static Caddy file_server playing the FHIR server (the
@@ -182,6 +185,8 @@ log "in-process Go benchmarks (-count $((RUNS + 2)))"
   echo "settings	runs $RUNS, ${SECS}s each, $CONNS connections; sweep ${SWEEP_SECS}s per point"
 } >"$WORK/res/env.tsv"
 
-log "writing $OUT/PERFORMANCE.md and the plots"
-python3 "$HERE/report.py" "$WORK/res" "$OUT"
+log "writing $OUT/PERFORMANCE.md and the plots; the raw results go to $OUT/bench/"
+mkdir -p "$OUT/bench"
+cp "$WORK/res/results.tsv" "$WORK/res/gobench.txt" "$WORK/res/env.tsv" "$OUT/bench/"
+python3 "$HERE/report.py" "$OUT/bench" "$OUT"
 log "done"

@@ -14,6 +14,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -171,7 +172,8 @@ def main(res, out):
         m = re.match(r"GatewayRewriteSize/entries=(\d+)/impl=(\S+)", name)
         if m:
             size_rows.append((int(m.group(1)), m.group(2), median(d["ns"]) / 1e6, median(d["bytes"]) / 1e6))
-    dat = os.path.join(res, "size.dat")
+    tmp = tempfile.mkdtemp()
+    dat = os.path.join(tmp, "size.dat")
     with open(dat, "w") as f:
         for impl in ("one-pass", "before"):
             for n, i, ms, mb in sorted(r for r in size_rows if r[1] == impl):
@@ -180,7 +182,7 @@ def main(res, out):
     sweep = defaultdict(dict)
     for c, srv, rps, *_ in rows["sweep"]:
         sweep[srv][int(c)] = float(rps)
-    sdat = os.path.join(res, "sweep.dat")
+    sdat = os.path.join(tmp, "sweep.dat")
     with open(sdat, "w") as f:
         for srv in ("plain", "gateway", "nginx"):
             for c in sorted(sweep[srv]):
@@ -189,7 +191,7 @@ def main(res, out):
     size_png = os.path.join(out, "perf-rewrite-size.png")
     conc_png = os.path.join(out, "perf-concurrency.png")
     gp = """
-set terminal pngcairo size 960,400 font ",10"
+set terminal pngcairo size 960,400 font ",10" noenhanced
 set output "%(size_png)s"
 set multiplot layout 1,2 title "FHIR rewrite of a searchset against its size (in process; median of runs)"
 set logscale xy
@@ -202,14 +204,15 @@ set ylabel "MB allocated per body"
 plot "%(dat)s" index 0 using 1:3 with linespoints title "one pass", "%(dat)s" index 1 using 1:3 with linespoints title "before (two passes)"
 unset multiplot
 set output "%(conc_png)s"
-set terminal pngcairo size 720,420 font ",10"
+set terminal pngcairo size 720,420 font ",10" noenhanced
 set title "Throughput against concurrency: the 100-study searchset (wrk -t1)"
 set logscale x 2
 unset logscale y
 set xlabel "connections"
 set ylabel "requests per second"
 set yrange [0:*]
-plot "%(sdat)s" index 0 using 1:2 with linespoints title "plain reverse_proxy (2.2 MB out)", "%(sdat)s" index 1 using 1:2 with linespoints title "gateway (6.3 MB out)", "%(sdat)s" index 2 using 1:2 with linespoints title "nginx sub_filter (2.2 MB out)"
+set key top left
+plot "%(sdat)s" index 0 using 1:2 with linespoints title "plain reverse_proxy (2.2 MB out)", "%(sdat)s" index 1 using 1:2 with linespoints title "gateway (6.2 MB out)", "%(sdat)s" index 2 using 1:2 with linespoints title "nginx sub_filter (2.2 MB out)"
 """ % dict(size_png=size_png, dat=dat, conc_png=conc_png, sdat=sdat)
     subprocess.run(["gnuplot"], input=gp.encode(), check=True)
     lines.append("![Rewrite time and allocations against Bundle size](perf-rewrite-size.png)")
