@@ -150,6 +150,7 @@ func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases) *fhi
 	}
 	if h.app.FHIR != "" {
 		opts.Cached = h.app.resolver.CachedEndpoint
+		opts.Learn = h.app.resolver.LearnEndpoint
 	}
 	opts.Start = func(length int, changed bool) {
 		if changed {

@@ -244,3 +244,41 @@ func TestRewriteStreamsPastMaxBodySize(t *testing.T) {
 		t.Errorf("body not rebased past max_body_size:\n%.400s", body)
 	}
 }
+
+// TestRewriteStreamLearnsIncludedEndpoints: the Endpoints a search
+// _includes are kept like look-ups, so that the next search naming them
+// streams at once, with no look-up at all.
+func TestRewriteStreamLearnsIncludedEndpoints(t *testing.T) {
+	f := newSlowFHIR(t)
+	f.bodies["/fhir/ImagingStudy"] = studyBundle(200, true)
+	f.bodies["/fhir/Other"] = studyBundle(200, false)
+	gw := slowGateway(t, f, "")
+
+	resp, err := http.Get(gw + "/fhir/ImagingStudy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(resp.Body)
+	f.release <- struct{}{}
+	if n := strings.Count(string(c.all(t)), "/wado-rs/studies/"); n != 400 {
+		t.Errorf("%d WADO-RS URLs, want 400", n)
+	}
+	resp.Body.Close()
+
+	resp, err = http.Get(gw + "/fhir/Other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	c = collect(resp.Body)
+	if n := bytes.Count(c.after(400*time.Millisecond), []byte("/wado-rs/studies/")); n < 100 {
+		t.Errorf("%d URLs out before the FHIR server sent its second half: the included Endpoint was not kept", n)
+	}
+	f.release <- struct{}{}
+	if n := strings.Count(string(c.all(t)), "/wado-rs/studies/"); n != 400 {
+		t.Errorf("%d WADO-RS URLs, want 400", n)
+	}
+	if n := f.endpoints.Load(); n != 0 {
+		t.Errorf("%d Endpoint look-ups, want none", n)
+	}
+}

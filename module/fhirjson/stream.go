@@ -47,6 +47,9 @@ type Stream struct {
 
 	stack     []byte // the containers open around pos: the Bundle, arrays in it
 	expectKey bool   // the next string is an object key
+	key       []byte // the last key of the Bundle's own members, as written
+	typeSeen  bool   // the Bundle's type was read
+	searchset bool   // it is "searchset"
 	state     streamState
 	edits     []edit // base swaps between out and pos, outside entries
 
@@ -114,6 +117,11 @@ type StreamOptions struct {
 	// SizeHint is the length of the body when it is known (its
 	// Content-Length), to make room for it at once.
 	SizeHint int
+	// Learn, if set, is given the Endpoint resources of a searchset
+	// Bundle's entries whose fullUrl is Endpoint/<id> on one of
+	// Scan.LocalBases, for the caller to keep as look-ups: a search
+	// answers their current versions.
+	Learn func(e Endpoint)
 	// Start, if set, is called once, before the first byte is written:
 	// with the length of the whole output and whether it differs from the
 	// body when the body was held whole; with -1 and true when a Bundle
@@ -328,7 +336,14 @@ func (s *Stream) str(i, end int) error {
 	case s.state != stBundle:
 		return s.toWhole()
 	case s.expectKey:
+		if len(s.stack) == 1 {
+			s.key = append(s.key[:0], raw...)
+		}
 		return nil
+	}
+	if len(s.stack) == 1 && string(s.key) == "type" && !s.typeSeen {
+		s.typeSeen = true
+		s.searchset = string(raw) == "searchset"
 	}
 	if rules := s.rules(); len(rules) > 0 {
 		str := jsontext.Str{Start: i, End: end, Escaped: bytes.IndexByte(raw, '\\') >= 0}
@@ -465,6 +480,15 @@ func (s *Stream) entryRead(start, end int, resource bool) error {
 	}
 	s.studies += len(d.Studies)
 	s.known.Add(d)
+	if s.searchset && s.opts.Learn != nil {
+		for u, e := range d.byFullURL {
+			// Only the FHIR server's own: an entry whose fullUrl is
+			// Endpoint/<its id> on a local base.
+			if base, rt, id := SplitReference(u); rt == "Endpoint" && id == e.ID && base != "" && d.isLocalBase(base) {
+				s.opts.Learn(*e)
+			}
+		}
+	}
 	if len(s.held) == 0 {
 		if fetched, ok := s.cachedOnly(d.MissingEndpoints()); ok {
 			// Everything it needs is known: out it goes.

@@ -186,3 +186,27 @@ func FuzzStreamMatchesWhole(f *testing.F) {
 		checkStreamSame(t, in, int(chunk%512)+1)
 	})
 }
+
+// TestStreamLearnsOnlyCurrentLocalEndpoints: the Endpoints of a searchset
+// on the FHIR server's own base are given to Learn; a history Bundle's
+// (old versions), another server's and contained ones are not.
+func TestStreamLearnsOnlyCurrentLocalEndpoints(t *testing.T) {
+	ep := func(id string) string {
+		return `{"resourceType":"Endpoint","id":"` + id + `","status":"active","connectionType":{"code":"dicom-wado-rs"},"address":"http://a.example/rs"}`
+	}
+	body := func(typ string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[` +
+			`{"fullUrl":"http://127.0.0.1:8080/fhir/Endpoint/mine","resource":` + ep("mine") + `},` +
+			`{"fullUrl":"http://other.example/fhir/Endpoint/theirs","resource":` + ep("theirs") + `},` +
+			`{"fullUrl":"http://127.0.0.1:8080/fhir/Patient/p","resource":{"resourceType":"Patient","id":"p","contained":[` + ep("inner") + `]}}]}`)
+	}
+	for typ, want := range map[string]string{"searchset": "mine", "history": ""} {
+		var learned []string
+		opts := streamOpts(nil, nil)
+		opts.Learn = func(e Endpoint) { learned = append(learned, e.ID) }
+		streamed(t, body(typ), 100, opts)
+		if strings.Join(learned, ",") != want {
+			t.Errorf("%s: learned %v, want %q", typ, learned, want)
+		}
+	}
+}

@@ -318,6 +318,15 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
+// LearnEndpoint caches an Endpoint that the FHIR server sent in a search
+// answer (an _include), as if it had been looked up: current, since a
+// search answers current versions.
+func (r *Resolver) LearnEndpoint(e fhirjson.Endpoint) {
+	if fhirjson.ValidID(e.ID) {
+		r.endpoints.Put(e.ID, endpointAnswer{ep: e, found: true}, r.cfg.TTL)
+	}
+}
+
 // CachedEndpoint returns the Endpoint of an id from the cache alone, with
 // known false when the cache holds no answer for it; found false means the
 // FHIR server has no such Endpoint. A hit is counted like one of Endpoints.
