@@ -35,7 +35,8 @@ import (
 // A body that turns out not to be JSON is passed on as it comes from
 // there on (what went out before stays as it went out); more than
 // StreamOptions.MaxHold bytes held are written out with the look-ups held
-// so far, and streaming goes on.
+// so far, and streaming goes on; a single entry larger than that is passed
+// on as it comes, with the rest of the body.
 type Stream struct {
 	w    io.Writer
 	opts StreamOptions
@@ -582,6 +583,9 @@ func (s *Stream) flush() error {
 	}
 	upTo := s.pos
 	if s.state == stEntry {
+		if s.base+len(s.buf)-s.entryStart > s.opts.MaxHold {
+			return s.toRaw() // one entry larger than what may be held
+		}
 		upTo = s.entryStart
 	}
 	return s.emitUpTo(upTo)

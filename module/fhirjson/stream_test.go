@@ -210,3 +210,26 @@ func TestStreamLearnsOnlyCurrentLocalEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamBoundsOneEntry: an entry larger than MaxHold is not held whole:
+// it goes out as it comes, and so does the rest.
+func TestStreamBoundsOneEntry(t *testing.T) {
+	big := `{"resourceType":"Bundle","type":"searchset","link":[{"url":"http://127.0.0.1:8080/fhir/x"}],"entry":[{"resource":{"resourceType":"Binary","data":"` + strings.Repeat("A", 64<<10) + `"}}]}`
+	var out bytes.Buffer
+	opts := streamOpts(diffRebase(t), nil)
+	opts.MaxHold = 16 << 10
+	s := NewStream(&out, opts)
+	for i := 0; i < len(big); i += 4096 {
+		s.Write([]byte(big[i:min(i+4096, len(big))]))
+		if s.buf != nil && len(s.buf) > 2*opts.MaxHold {
+			t.Fatalf("%d bytes held with MaxHold %d", len(s.buf), opts.MaxHold)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(big, diffUpstream, diffPublic, 1) // the link went out before
+	if out.String() != want {
+		t.Errorf("output differs:\n%.200s", out.String())
+	}
+}
