@@ -172,12 +172,7 @@ var diffCases = []string{
 }
 
 func FuzzScanMatchesReference(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.json")
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range testdataBodies(f) {
 		f.Add(b)
 	}
 	for _, in := range diffCases {

@@ -11,12 +11,7 @@ import (
 // output is valid JSON made of the input plus whole injected extensions, and
 // that a second rewrite changes nothing.
 func FuzzRewrite(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.json")
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range testdataBodies(f) {
 		f.Add(b)
 	}
 	f.Add(searchset(2, 2, 2))
@@ -35,4 +30,19 @@ func FuzzRewrite(f *testing.F) {
 			t.Fatalf("not idempotent:\n%s\n%s", out, again)
 		}
 	})
+}
+
+// testdataBodies returns the bodies in testdata/*.json, the seeds of the
+// fuzz targets.
+func testdataBodies(tb testing.TB) [][]byte {
+	files, _ := filepath.Glob("testdata/*.json")
+	var bodies [][]byte
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies
 }

@@ -7,8 +7,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/tidwall/gjson"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/jsontext"
 )

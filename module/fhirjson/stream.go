@@ -3,6 +3,7 @@ package fhirjson
 import (
 	"bytes"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 
@@ -491,7 +492,7 @@ func (s *Stream) entryRead(start, end int, resource bool) error {
 		}
 	}
 	if len(s.held) == 0 {
-		if fetched, ok := s.cachedOnly(d.MissingEndpoints()); ok {
+		if fetched, ok := s.endpoints(d.MissingEndpoints(), false); ok {
 			// Everything it needs is known: out it goes.
 			if err := s.emitUpTo(start); err != nil {
 				return err
@@ -508,23 +509,29 @@ func (s *Stream) entryRead(start, end int, resource bool) error {
 	return nil
 }
 
-// cachedOnly resolves ids from the look-ups held, reporting whether all of
-// them were.
-func (s *Stream) cachedOnly(ids []string) (map[string]Endpoint, bool) {
-	fetched := map[string]Endpoint{}
+// endpoints resolves ids from the look-ups held and, when lookup is set,
+// looks up the rest, all at once. all reports whether every id was
+// answered.
+func (s *Stream) endpoints(ids []string, lookup bool) (fetched map[string]Endpoint, all bool) {
+	fetched = map[string]Endpoint{}
+	var ask []string
 	for _, id := range ids {
-		if s.opts.Cached == nil {
-			return nil, false
+		if s.opts.Cached != nil {
+			if e, found, known := s.opts.Cached(id); known {
+				if found {
+					fetched[id] = e
+				}
+				continue
+			}
 		}
-		e, found, known := s.opts.Cached(id)
-		if !known {
-			return nil, false
-		}
-		if found {
-			fetched[id] = e
-		}
+		ask = append(ask, id)
 	}
-	return fetched, true
+	if len(ask) > 0 && lookup && s.opts.Lookup != nil {
+		slices.Sort(ask)
+		maps.Copy(fetched, s.opts.Lookup(ask))
+		return fetched, true
+	}
+	return fetched, len(ask) == 0
 }
 
 // rewrite writes out the entry d.
@@ -638,7 +645,6 @@ func (s *Stream) drop() {
 // the Endpoints still missing; before it (atEnd false), when too much is
 // held, with the look-ups held so far.
 func (s *Stream) release(atEnd bool) error {
-	var fetched map[string]Endpoint
 	var missing []string
 	seen := map[string]bool{}
 	for _, seg := range s.held {
@@ -653,27 +659,7 @@ func (s *Stream) release(atEnd bool) error {
 			}
 		}
 	}
-	if len(missing) > 0 {
-		fetched = map[string]Endpoint{}
-		var ask []string
-		for _, id := range missing {
-			if s.opts.Cached != nil {
-				if e, found, known := s.opts.Cached(id); known {
-					if found {
-						fetched[id] = e
-					}
-					continue
-				}
-			}
-			ask = append(ask, id)
-		}
-		if atEnd && len(ask) > 0 && s.opts.Lookup != nil {
-			slices.Sort(ask)
-			for id, e := range s.opts.Lookup(ask) {
-				fetched[id] = e
-			}
-		}
-	}
+	fetched, _ := s.endpoints(missing, atEnd)
 	for _, seg := range s.held {
 		if seg.doc == nil {
 			if err := s.writeSpan(seg.start, seg.end, seg.edits); err != nil {
@@ -711,26 +697,7 @@ func (s *Stream) whole() error {
 	s.studies += len(d.Studies)
 	var fetched map[string]Endpoint
 	if ids := d.MissingEndpoints(); len(ids) > 0 {
-		if f, ok := s.cachedOnly(ids); ok {
-			fetched = f
-		} else if s.opts.Lookup != nil {
-			fetched = map[string]Endpoint{}
-			var ask []string
-			for _, id := range ids {
-				if s.opts.Cached != nil {
-					if e, found, known := s.opts.Cached(id); known {
-						if found {
-							fetched[id] = e
-						}
-						continue
-					}
-				}
-				ask = append(ask, id)
-			}
-			for id, e := range s.opts.Lookup(ask) {
-				fetched[id] = e
-			}
-		}
+		fetched, _ = s.endpoints(ids, true)
 	}
 	out, changed, st := d.AppendRewrite(s.dst[:0], s.opts.Plan(fetched), s.opts.Readdress, s.opts.Rewrite)
 	s.dst = out

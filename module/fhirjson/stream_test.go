@@ -169,12 +169,7 @@ func TestStreamHoldsOnlyWhatWaits(t *testing.T) {
 }
 
 func FuzzStreamMatchesWhole(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.json")
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range testdataBodies(f) {
 		f.Add(b, uint16(7))
 	}
 	for _, in := range diffCases {
