@@ -66,9 +66,18 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 		}
 		var ctx context.Context
 		ctx, streamSpan = telemetry.StartSpan(r.Context(), "fhir_imaging.rewrite")
-		sw.stream = h.newStream(sw, r.WithContext(ctx), b)
+		decoded := isGzip(hdr.Get("Content-Encoding"))
+		sw.stream = h.newStream(sw, r.WithContext(ctx), b, decoded)
+		if decoded {
+			sw.inflate = newInflater(sw.stream)
+		}
 		return false
 	}
+	defer func() {
+		if sw.inflate != nil {
+			sw.inflate.Close() // its goroutine ends, even when the proxy panics
+		}
+	}()
 	rec := &boundedRecorder{w: sw, buf: buf, limit: int(h.MaxBodySize)}
 	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(sw, buf, decide)
 	err := next.ServeHTTP(rec, r)
@@ -115,19 +124,27 @@ func weakenETag(hdr http.Header) {
 }
 
 // shouldStream decides from the status and headers whether an answer is
-// rewritten as it streams (fhirjson.Stream): a successful, uncompressed
-// FHIR JSON answer, of any length. A compressed one is buffered, to be
-// decompressed and rewritten whole.
+// rewritten as it streams (fhirjson.Stream): a successful FHIR JSON
+// answer, of any length, uncompressed or gzip (decompressed as it comes).
 func (h *FHIRRewrite) shouldStream(status int, hdr http.Header) bool {
 	if status < 200 || status > 299 || status == http.StatusNoContent || status == http.StatusPartialContent {
 		return false
 	}
-	switch strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))) {
-	case "", "identity":
+	switch ce := strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))); {
+	case ce == "", ce == "identity", isGzip(ce):
 	default:
 		return false
 	}
 	return isFHIRJSON(hdr.Get("Content-Type"))
+}
+
+// isGzip reports whether a Content-Encoding is gzip.
+func isGzip(ce string) bool {
+	switch strings.ToLower(strings.TrimSpace(ce)) {
+	case "gzip", "x-gzip":
+		return true
+	}
+	return false
 }
 
 // newStream sets up the rewrite of an answer as it streams to the client
@@ -135,7 +152,7 @@ func (h *FHIRRewrite) shouldStream(status int, hdr http.Header) bool {
 // look-up. The header goes out with the first byte: without a length and
 // with a weak ETag for a Bundle that streams, with the right length for a
 // body rewritten whole, as it came for a body passed on unchanged.
-func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases) *fhirjson.Stream {
+func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases, decoded bool) *fhirjson.Stream {
 	rw := h.rewriting(r, b)
 	opts := fhirjson.StreamOptions{
 		Scan:      rw.scan,
@@ -153,8 +170,16 @@ func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases) *fhi
 		opts.Learn = h.app.resolver.LearnEndpoint
 	}
 	opts.Start = func(length int, changed bool) {
+		hdr := sw.Header()
+		if decoded {
+			// Sent as it is decompressed: no longer the server's bytes.
+			hdr.Del("Content-Encoding")
+			if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
+				hdr.Add("Vary", "Accept-Encoding")
+			}
+			changed = true
+		}
 		if changed {
-			hdr := sw.Header()
 			if length >= 0 {
 				hdr.Set("Content-Length", strconv.Itoa(length))
 			} else {
@@ -172,11 +197,23 @@ func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases) *fhi
 func (h *FHIRRewrite) endStream(r *http.Request, sw *streamWriter, span trace.Span, err error, watch *writeWatch, status int) error {
 	st := sw.stream
 	defer span.End()
+	if sw.inflate != nil {
+		if zerr := sw.inflate.Close(); zerr != nil && err == nil {
+			err = zerr
+		}
+	}
 	if err != nil {
-		// The FHIR server's answer broke off: what came went out, the rest
-		// cannot follow.
+		// The FHIR server's answer broke off, or its gzip did: what came
+		// went out, the rest cannot follow.
 		h.app.metrics.rewrites.WithLabelValues("passthrough_broken").Inc()
-		return err
+		h.logger.Error("FHIR answer broken off while it streamed", zap.Error(err))
+		if !sw.wrote {
+			return caddyhttp.Error(http.StatusBadGateway, err)
+		}
+		// The header went out: the client must see the answer end early,
+		// as reverse_proxy makes it when its own stream breaks.
+		_ = http.NewResponseController(sw.ResponseWriter).Flush()
+		panic(http.ErrAbortHandler)
 	}
 	err = st.Close()
 	sw.writeHeader() // an answer with no body

@@ -2,10 +2,12 @@ package module_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,9 @@ type slowFHIR struct {
 	bodies    map[string]string // path → Bundle
 	release   chan struct{}
 	endpoints atomic.Int32 // Endpoint searches
+	gzip      bool         // answer gzip to a client that accepts it
+	corrupt   bool         // and spoil the second half of it
+	cut       bool         // break the connection instead of the second half
 }
 
 func newSlowFHIR(t *testing.T) *slowFHIR {
@@ -40,6 +45,21 @@ func newSlowFHIR(t *testing.T) *slowFHIR {
 		body = strings.ReplaceAll(body, "UPSTREAM", "http://"+r.Host)
 		w.Header().Set("Content-Type", "application/fhir+json;charset=UTF-8")
 		w.Header().Set("ETag", `"7"`)
+		if f.gzip && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			var zb bytes.Buffer
+			zw := gzip.NewWriter(&zb)
+			zw.Write([]byte(body))
+			zw.Close()
+			body = zb.String()
+			if f.corrupt {
+				b := []byte(body)
+				for i := len(b) / 2; i < len(b)-8; i += 7 {
+					b[i] ^= 0x5a
+				}
+				body = string(b)
+			}
+			w.Header().Set("Content-Encoding", "gzip")
+		}
 		half := len(body) / 2
 		io.WriteString(w, body[:half])
 		w.(http.Flusher).Flush()
@@ -48,6 +68,9 @@ func newSlowFHIR(t *testing.T) *slowFHIR {
 		case <-r.Context().Done():
 			return
 		case <-time.After(10 * time.Second):
+		}
+		if f.cut {
+			panic(http.ErrAbortHandler)
 		}
 		io.WriteString(w, body[half:])
 	}))
@@ -102,6 +125,7 @@ func slowGateway(t *testing.T, f *slowFHIR, rewriteOpts string) string {
 type collector struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
+	err  error // how the body ended: io.EOF when complete
 	done chan struct{}
 }
 
@@ -114,6 +138,9 @@ func collect(r io.Reader) *collector {
 			n, err := r.Read(chunk)
 			c.mu.Lock()
 			c.buf.Write(chunk[:n])
+			if err != nil {
+				c.err = err
+			}
 			c.mu.Unlock()
 			if err != nil {
 				return
@@ -280,5 +307,65 @@ func TestRewriteStreamLearnsIncludedEndpoints(t *testing.T) {
 	}
 	if n := f.endpoints.Load(); n != 0 {
 		t.Errorf("%d Endpoint look-ups, want none", n)
+	}
+}
+
+// TestRewriteStreamsGzip: a gzip answer is decompressed as it comes and
+// streams like an uncompressed one; a broken one is cut off, and logged.
+func TestRewriteStreamsGzip(t *testing.T) {
+	f := newSlowFHIR(t)
+	f.gzip = true
+	f.bodies["/fhir/Observation"] = observationBundle(2000)
+	gw := slowGateway(t, f, "")
+	req, _ := http.NewRequest("GET", gw+"/fhir/Observation", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req) // no transparent decompression
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ce, vary := resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"); ce != "" || !strings.Contains(vary, "Accept-Encoding") {
+		t.Errorf("Content-Encoding %q, Vary %q: want none and Accept-Encoding", ce, vary)
+	}
+	c := collect(resp.Body)
+	if n := len(c.after(400 * time.Millisecond)); n < len(f.bodies["/fhir/Observation"])/4 {
+		t.Errorf("%d bytes out before the FHIR server sent its second half", n)
+	}
+	f.release <- struct{}{}
+	want := strings.ReplaceAll(f.bodies["/fhir/Observation"], "UPSTREAM", gw)
+	if got := string(c.all(t)); got != want {
+		t.Errorf("decompressed stream differs (%d bytes, want %d)", len(got), len(want))
+	}
+
+	// Broken ones, spoilt or cut off by the server: cut off for the client
+	// too, and nothing left behind (each would leave its decompressing
+	// goroutine if it were not ended).
+	idle := func() { http.DefaultTransport.(*http.Transport).CloseIdleConnections() }
+	for i := 0; i < 6; i++ {
+		f.corrupt, f.cut = i%2 == 0, i%2 == 1
+		req, _ = http.NewRequest("GET", gw+"/fhir/Observation", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp2, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c = collect(resp2.Body)
+		f.release <- struct{}{}
+		c.all(t)
+		resp2.Body.Close()
+		if c.err == io.EOF {
+			t.Errorf("a broken gzip answer ended as if complete (%d bytes)", c.buf.Len())
+		}
+	}
+	idle()
+	left := 0
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		if left = strings.Count(string(buf[:runtime.Stack(buf, true)]), "inflater).run"); left == 0 {
+			break
+		}
+	}
+	if left > 0 {
+		t.Errorf("%d decompressing goroutines left after the broken answers", left)
 	}
 }

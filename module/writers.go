@@ -2,6 +2,7 @@ package module
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"io"
 	"net/http"
@@ -133,9 +134,10 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // that it can still be made to fit what the Stream writes.
 type streamWriter struct {
 	http.ResponseWriter
-	stream *fhirjson.Stream
-	status int  // the status held while the Stream decides
-	wrote  bool // the header went out
+	stream  *fhirjson.Stream
+	inflate *inflater // set for a gzip answer: decompressed into stream
+	status  int       // the status held while the Stream decides
+	wrote   bool      // the header went out
 }
 
 func (s *streamWriter) WriteHeader(status int) {
@@ -147,7 +149,10 @@ func (s *streamWriter) WriteHeader(status int) {
 }
 
 func (s *streamWriter) Write(p []byte) (int, error) {
-	if s.stream != nil {
+	switch {
+	case s.inflate != nil:
+		return s.inflate.Write(p)
+	case s.stream != nil:
 		return s.stream.Write(p)
 	}
 	return s.ResponseWriter.Write(p)
@@ -190,3 +195,98 @@ func (s *streamWriter) FlushError() error {
 
 // Unwrap returns the client's ResponseWriter, for http.ResponseController.
 func (s *streamWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// inflater decompresses a gzip body as it streams and hands what comes out
+// to dst, without ever using dst concurrently with its caller: the
+// decompressing goroutine runs only while Write waits for it, and is idle
+// (waiting for the next part) whenever Write has returned.
+type inflater struct {
+	in    chan []byte // the next compressed part
+	ack   chan error  // one answer per part: the goroutine is idle again
+	done  chan error  // the end of the decompression
+	close sync.Once
+	err   error
+}
+
+func newInflater(dst io.Writer) *inflater {
+	z := &inflater{in: make(chan []byte), ack: make(chan error), done: make(chan error, 1)}
+	go z.run(dst)
+	return z
+}
+
+// partReader gives the decompressor the parts, answering each part's
+// Write once the decompressor asks for more.
+type partReader struct {
+	z       *inflater
+	cur     []byte
+	pending bool // a part was taken and not yet answered
+}
+
+func (r *partReader) Read(p []byte) (int, error) {
+	if len(r.cur) == 0 {
+		if r.pending {
+			r.pending = false
+			r.z.ack <- nil
+		}
+		part, ok := <-r.z.in
+		if !ok {
+			return 0, io.EOF
+		}
+		r.cur, r.pending = part, true
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+func (z *inflater) run(dst io.Writer) {
+	r := &partReader{z: z}
+	zr, err := gzip.NewReader(r)
+	if err == nil {
+		_, err = io.Copy(dst, zr)
+	}
+	if err == nil && (len(r.cur) > 0 || r.pending) {
+		err = errors.New("data after the end of the gzip stream")
+	}
+	z.done <- err
+	if r.pending {
+		z.ack <- err
+	}
+	// What comes after an error or the end is refused.
+	for range z.in {
+		if err == nil {
+			err = errors.New("data after the end of the gzip stream")
+		}
+		z.ack <- err
+	}
+}
+
+// Write decompresses p, returning once everything that could be
+// decompressed from it has been handed on.
+func (z *inflater) Write(p []byte) (int, error) {
+	select {
+	case err := <-z.done:
+		z.done <- err // keep it for Close
+		if err == nil {
+			err = errors.New("data after the end of the gzip stream")
+		}
+		return 0, err
+	default:
+	}
+	z.in <- p
+	if err := <-z.ack; err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close ends the body and waits for the decompressor; it returns its
+// error, if any. It must be called, whatever happened before; calls after
+// the first return the same.
+func (z *inflater) Close() error {
+	z.close.Do(func() {
+		close(z.in)
+		z.err = <-z.done
+	})
+	return z.err
+}
