@@ -47,14 +47,7 @@ func twoPasses(b *testing.B, in []byte, tr *Transformer) []byte {
 	}
 	fetched := map[string]Endpoint{}
 	plan := func(st *refStudy, se *refSeries) Bases {
-		var bs Bases
-		if e, ok := st.Effective(se, WADORS, fetched); ok {
-			bs.WADORS = gateway[NormalizeBase(e.Address)]
-		}
-		if e, ok := st.Effective(se, WADOURI, fetched); ok {
-			bs.WADOURI = gateway[NormalizeBase(e.Address)]
-		}
-		return bs
+		return Bases{WADORS: gatewayBase(st.Effective(se, WADORS, fetched)), WADOURI: gatewayBase(st.Effective(se, WADOURI, fetched))}
 	}
 	out, changed, _ := d.rewrite(plan, nil, ext)
 	if !changed {

@@ -48,15 +48,16 @@ var gateway = map[string]string{
 
 func planner(fetched map[string]Endpoint) Planner {
 	return func(st *Study, se *Series) Bases {
-		var b Bases
-		if e, ok := st.Effective(se, WADORS, fetched); ok {
-			b.WADORS = gateway[NormalizeBase(e.Address)]
-		}
-		if e, ok := st.Effective(se, WADOURI, fetched); ok {
-			b.WADOURI = gateway[NormalizeBase(e.Address)]
-		}
-		return b
+		return Bases{WADORS: gatewayBase(st.Effective(se, WADORS, fetched)), WADOURI: gatewayBase(st.Effective(se, WADOURI, fetched))}
 	}
+}
+
+// gatewayBase is the gateway's base for an effective Endpoint, "" for none.
+func gatewayBase(e Endpoint, ok bool) string {
+	if !ok {
+		return ""
+	}
+	return gateway[NormalizeBase(e.Address)]
 }
 
 var opts = ScanOptions{LocalBases: []string{NormalizeBase("http://127.0.0.1:8080/fhir")}}

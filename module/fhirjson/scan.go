@@ -127,6 +127,19 @@ func (p *scanner) finish(k jsontext.Kind) error {
 	return p.skip()
 }
 
+// nextObject reports whether the next value is an object, leaving it to be
+// read; any other value is read (and err is what reading it gave).
+func (p *scanner) nextObject() (bool, error) {
+	k, err := p.s.Next()
+	if err != nil {
+		return false, err
+	}
+	if k != jsontext.Object {
+		return false, p.finish(k)
+	}
+	return true, nil
+}
+
 // str reads a string value at Pos, records its base swap, and returns it.
 func (p *scanner) str() (jsontext.Str, error) {
 	str, err := p.s.ReadString()
@@ -490,11 +503,8 @@ func (p *scanner) study(f frame, start int, first *string) error {
 			return err
 		case "series":
 			return p.elements(true, func() error {
-				if k, err := p.s.Next(); err != nil || k != jsontext.Object {
-					if err != nil {
-						return err
-					}
-					return p.finish(k)
+				if isObj, err := p.nextObject(); !isObj {
+					return err
 				}
 				se, err := p.series()
 				st.Series = append(st.Series, se)
@@ -552,11 +562,8 @@ func (p *scanner) elements(objects bool, fn func() error) error {
 // identifier reads one Identifier and returns its system and value (the
 // first of each, when a string).
 func (p *scanner) identifier() (system, value string, err error) {
-	if k, err := p.s.Next(); err != nil || k != jsontext.Object {
-		if err != nil {
-			return "", "", err
-		}
-		return "", "", p.finish(k)
+	if isObj, err := p.nextObject(); !isObj {
+		return "", "", err
 	}
 	more, err := p.s.OpenObject()
 	if err != nil || !more {
@@ -603,11 +610,8 @@ func (p *scanner) references(refs []string) ([]string, error) {
 
 // reference reads one Reference and appends its reference string.
 func (p *scanner) reference(refs []string) ([]string, error) {
-	if k, err := p.s.Next(); err != nil || k != jsontext.Object {
-		if err != nil {
-			return refs, err
-		}
-		return refs, p.finish(k)
+	if isObj, err := p.nextObject(); !isObj {
+		return refs, err
 	}
 	more, err := p.s.OpenObject()
 	if err != nil || !more {
@@ -656,11 +660,8 @@ func (p *scanner) series() (*Series, error) {
 			return err
 		case "instance":
 			return p.elements(true, func() error {
-				if k, err := p.s.Next(); err != nil || k != jsontext.Object {
-					if err != nil {
-						return err
-					}
-					return p.finish(k)
+				if isObj, err := p.nextObject(); !isObj {
+					return err
 				}
 				in, err := p.instance()
 				p.insts = append(p.insts, in)
@@ -743,11 +744,8 @@ func (p *scanner) extension() (extSpan, error) {
 // extensionURL reads one element of an extension array and returns its
 // "url" (the first one, as gjson's String gives it).
 func (p *scanner) extensionURL() (string, error) {
-	if k, err := p.s.Next(); err != nil || k != jsontext.Object {
-		if err != nil {
-			return "", err
-		}
-		return "", p.finish(k)
+	if isObj, err := p.nextObject(); !isObj {
+		return "", err
 	}
 	more, err := p.s.OpenObject()
 	if err != nil || !more {
