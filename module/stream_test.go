@@ -22,9 +22,11 @@ type slowFHIR struct {
 	bodies    map[string]string // path → Bundle
 	release   chan struct{}
 	endpoints atomic.Int32 // Endpoint searches
-	gzip      bool         // answer gzip to a client that accepts it
-	corrupt   bool         // and spoil the second half of it
-	cut       bool         // break the connection instead of the second half
+	// Set while no request runs; atomic because a handler may still be
+	// ending when the next setting is made.
+	gzip    atomic.Bool // answer gzip to a client that accepts it
+	corrupt atomic.Bool // and spoil the second half of it
+	cut     atomic.Bool // break the connection instead of the second half
 }
 
 func newSlowFHIR(t *testing.T) *slowFHIR {
@@ -45,13 +47,13 @@ func newSlowFHIR(t *testing.T) *slowFHIR {
 		body = strings.ReplaceAll(body, "UPSTREAM", "http://"+r.Host)
 		w.Header().Set("Content-Type", "application/fhir+json;charset=UTF-8")
 		w.Header().Set("ETag", `"7"`)
-		if f.gzip && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		if f.gzip.Load() && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 			var zb bytes.Buffer
 			zw := gzip.NewWriter(&zb)
 			zw.Write([]byte(body))
 			zw.Close()
 			body = zb.String()
-			if f.corrupt {
+			if f.corrupt.Load() {
 				b := []byte(body)
 				for i := len(b) / 2; i < len(b)-8; i += 7 {
 					b[i] ^= 0x5a
@@ -69,7 +71,7 @@ func newSlowFHIR(t *testing.T) *slowFHIR {
 			return
 		case <-time.After(10 * time.Second):
 		}
-		if f.cut {
+		if f.cut.Load() {
 			panic(http.ErrAbortHandler)
 		}
 		io.WriteString(w, body[half:])
@@ -314,7 +316,7 @@ func TestRewriteStreamLearnsIncludedEndpoints(t *testing.T) {
 // streams like an uncompressed one; a broken one is cut off, and logged.
 func TestRewriteStreamsGzip(t *testing.T) {
 	f := newSlowFHIR(t)
-	f.gzip = true
+	f.gzip.Store(true)
 	f.bodies["/fhir/Observation"] = observationBundle(2000)
 	gw := slowGateway(t, f, "")
 	req, _ := http.NewRequest("GET", gw+"/fhir/Observation", nil)
@@ -342,7 +344,8 @@ func TestRewriteStreamsGzip(t *testing.T) {
 	// goroutine if it were not ended).
 	idle := func() { http.DefaultTransport.(*http.Transport).CloseIdleConnections() }
 	for i := 0; i < 6; i++ {
-		f.corrupt, f.cut = i%2 == 0, i%2 == 1
+		f.corrupt.Store(i%2 == 0)
+		f.cut.Store(i%2 == 1)
 		req, _ = http.NewRequest("GET", gw+"/fhir/Observation", nil)
 		req.Header.Set("Accept-Encoding", "gzip")
 		resp2, err := http.DefaultTransport.RoundTrip(req)
