@@ -218,21 +218,16 @@ func (a *Authorizer) Visible(ctx context.Context, s *Session, header string, uid
 		if err != nil {
 			return out, err
 		}
-		s.mu.Lock()
-		if len(s.studies)+len(batch) > maxStudiesPerToken || s.studies == nil {
-			s.studies = make(map[string]bool, len(batch))
-		}
 		for _, u := range batch {
-			s.studies[u] = seen[u]
 			out[u] = seen[u]
 		}
-		s.mu.Unlock()
 	}
 	return out, nil
 }
 
 // lookup asks the FHIR server, with the client's own token, which of uids
-// it shows; concurrent identical questions for one token share one search.
+// it shows, and keeps the answer in the session; concurrent identical
+// questions for one token share one search.
 func (a *Authorizer) lookup(ctx context.Context, s *Session, header string, g Grant, uids []string) (map[string]bool, error) {
 	key := s.hash + "|" + strings.Join(uids, ",")
 	fl, leader := a.lookups.Join(key)
@@ -244,6 +239,12 @@ func (a *Authorizer) lookup(ctx context.Context, s *Session, header string, g Gr
 			return nil, &UnavailableError{What: "the FHIR server", Err: ctx.Err()}
 		}
 	}
+	// A search that ended between the caller's look at the session and
+	// this flight has already answered.
+	if seen, ok := s.known(uids); ok {
+		a.lookups.Land(key, fl, seen, nil)
+		return seen, nil
+	}
 	start := a.cfg.Now()
 	seen, err := a.search(context.WithoutCancel(ctx), header, g, uids)
 	result := "ok"
@@ -251,8 +252,41 @@ func (a *Authorizer) lookup(ctx context.Context, s *Session, header string, g Gr
 		result = "error"
 	}
 	a.cfg.OnLookup(result, a.cfg.Now().Sub(start))
+	if err == nil {
+		// Kept before the flight lands, so that no later question misses
+		// both.
+		s.keep(uids, seen)
+	}
 	a.lookups.Land(key, fl, seen, err)
 	return seen, err
+}
+
+// known returns the session's decisions for uids when it has them all.
+func (s *Session) known(uids []string) (map[string]bool, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(uids))
+	for _, u := range uids {
+		v, ok := s.studies[u]
+		if !ok {
+			return nil, false
+		}
+		out[u] = v
+	}
+	return out, true
+}
+
+// keep records decisions in the session, starting afresh when it holds
+// too many.
+func (s *Session) keep(uids []string, seen map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.studies)+len(uids) > maxStudiesPerToken || s.studies == nil {
+		s.studies = make(map[string]bool, len(uids))
+	}
+	for _, u := range uids {
+		s.studies[u] = seen[u]
+	}
 }
 
 // search sends ImagingStudy?identifier=...[&patient=...] to the FHIR server
