@@ -68,6 +68,9 @@ func TestReloadKeepsState(t *testing.T) {
 
 	// A reload that changes another part of the config.
 	loadCaddyfile(t, config("5m", "\trespond /hello \"hello\""))
+	// While the old servers shut down, Caddy may drop a connection that
+	// one of them had just accepted: wait until a request goes through.
+	waitFor(t, gw+"/metrics")
 	if resp, body := get(t, gw+"/hello"); resp.StatusCode != 200 || string(body) != "hello" {
 		t.Fatalf("the reloaded config is not in effect: %d %s", resp.StatusCode, body)
 	}
@@ -86,6 +89,7 @@ func TestReloadKeepsState(t *testing.T) {
 
 	// A reload that changes the cache's own settings starts afresh.
 	loadCaddyfile(t, config("10m", ""))
+	waitFor(t, gw+"/metrics")
 	get(t, gw+"/wado-rs/studies/1.2.1/series/1.2.1.1")
 	if n := f.searches.Load(); n != 2 {
 		t.Errorf("%d FHIR searches after cache_ttl changed, want 2", n)
