@@ -1,0 +1,246 @@
+package dicom
+
+import (
+	"bytes"
+	"io"
+	"net/textproto"
+	"strings"
+)
+
+// maxPartHeader bounds the header block of one part that a PartRebaser
+// holds while it looks for the block's end; a longer block goes on
+// unchanged.
+const maxPartHeader = 16 << 10
+
+// PartRebaser passes a multipart body (RFC 2046) on to an io.Writer as it
+// arrives, byte for byte, except for the URL headers of each part
+// (Content-Location, Location), whose values are rebased by the rules as
+// RewriteURLs rebases DICOM JSON: an archive names each frame or instance
+// by its own URL, which must not reach a client. Only a part's header
+// block is ever held; bodies stream, whatever their size. Close must be
+// called at the end of the body to write what is still held.
+type PartRebaser struct {
+	w     io.Writer
+	rules []rebaseRule
+	delim []byte // "\r\n--" + boundary
+	hold  []byte
+	state int
+	err   error
+}
+
+const (
+	partStart    = iota // before anything: the body may open with "--boundary"
+	partBody            // in a preamble or a part's body, looking for delim
+	partHeader          // after a delimiter, looking for the end of the header block
+	partEpilogue        // after the close delimiter: everything passes
+)
+
+// NewPartRebaser returns a PartRebaser writing to w, for a multipart body
+// whose boundary parameter is boundary. A rule whose From is not an
+// absolute URL is an error.
+func NewPartRebaser(w io.Writer, boundary string, rules []Rebase) (*PartRebaser, error) {
+	p := &PartRebaser{w: w, delim: []byte("\r\n--" + boundary)}
+	for _, r := range rules {
+		rr, err := compileRebase(r)
+		if err != nil {
+			return nil, err
+		}
+		rr.to = []byte(strings.TrimRight(r.To, "/")) // a header value: not JSON-escaped
+		p.rules = append(p.rules, rr)
+	}
+	return p, nil
+}
+
+// Write passes b on, holding back at most a part's header block or the
+// bytes that may begin a delimiter.
+func (p *PartRebaser) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 && p.err == nil {
+		switch p.state {
+		case partStart:
+			open := p.delim[2:] // "--boundary" at the very start
+			need := len(open) - len(p.hold)
+			if len(b) < need {
+				p.hold = append(p.hold, b...)
+				return n, nil
+			}
+			p.hold = append(p.hold, b[:need]...)
+			b = b[need:]
+			if bytes.Equal(p.hold, open) {
+				p.emit(p.hold)
+				p.hold = p.hold[:0]
+				p.state = partHeader
+			} else {
+				p.state = partBody // hold is shorter than delim: a tail to check
+			}
+		case partBody:
+			b = p.body(b)
+		case partHeader:
+			b = p.header(b)
+		case partEpilogue:
+			p.emit(b)
+			b = nil
+		}
+	}
+	if p.err != nil {
+		return 0, p.err
+	}
+	return n, nil
+}
+
+// body consumes body bytes up to and including the next delimiter, and
+// returns the rest of b.
+func (p *PartRebaser) body(b []byte) []byte {
+	d := p.delim
+	if len(p.hold) > 0 {
+		// A delimiter may have begun in what was held back.
+		k := min(len(b), len(d))
+		win := append(p.hold, b[:k]...)
+		if i := bytes.Index(win, d); i >= 0 && i < len(p.hold) {
+			used := i + len(d) - len(p.hold)
+			p.emit(win[:i+len(d)])
+			p.hold = p.hold[:0]
+			p.state = partHeader
+			return b[used:]
+		}
+		if k < len(d) && len(b) == k {
+			// Not enough yet to rule a delimiter out: hold on to the window.
+			p.hold = p.keepTail(win)
+			return nil
+		}
+		p.emit(p.hold)
+		p.hold = p.hold[:0]
+	}
+	if i := bytes.Index(b, d); i >= 0 {
+		p.emit(b[:i+len(d)])
+		p.state = partHeader
+		return b[i+len(d):]
+	}
+	p.hold = p.keepTail(b)
+	return nil
+}
+
+// keepTail writes b but for its end that may be the beginning of a
+// delimiter, which it returns (in hold's storage).
+func (p *PartRebaser) keepTail(b []byte) []byte {
+	keep := 0
+	if j := bytes.LastIndexByte(b[max(0, len(b)-len(p.delim)+1):], '\r'); j >= 0 {
+		keep = len(b) - (max(0, len(b)-len(p.delim)+1) + j)
+	}
+	tail := b[len(b)-keep:]
+	if keep > 0 && !bytes.HasPrefix(p.delim, tail) {
+		keep, tail = 0, nil
+	}
+	p.emit(b[:len(b)-keep])
+	// tail may lie in hold's own storage (a window built on it): append
+	// moves it down as copy does, overlapping or not.
+	return append(p.hold[:0], tail...)
+}
+
+// header holds the bytes after a delimiter until the header block ends
+// (an empty line), then writes the block with its URL headers rebased.
+// The close delimiter ("--" right after the boundary) ends the parts.
+func (p *PartRebaser) header(b []byte) []byte {
+	p.hold = append(p.hold, b...)
+	if len(p.hold) < 2 {
+		return nil
+	}
+	if p.hold[0] == '-' && p.hold[1] == '-' {
+		p.emit(p.hold)
+		p.hold = p.hold[:0]
+		p.state = partEpilogue
+		return nil
+	}
+	i := bytes.Index(p.hold, []byte("\r\n\r\n"))
+	if i < 0 {
+		if len(p.hold) > maxPartHeader {
+			p.emit(p.hold)
+			p.hold = p.hold[:0]
+			p.state = partBody
+		}
+		return nil
+	}
+	p.emit(p.rebaseBlock(p.hold[:i+4]))
+	rest := bytes.Clone(p.hold[i+4:])
+	p.hold = p.hold[:0]
+	p.state = partBody
+	return rest
+}
+
+// rebaseBlock returns the header block with the values of its URL headers
+// rebased; lines are otherwise kept exactly as they were.
+func (p *PartRebaser) rebaseBlock(block []byte) []byte {
+	if len(p.rules) == 0 {
+		return block
+	}
+	var out []byte
+	copied := 0
+	for off := 0; off < len(block); {
+		end := bytes.Index(block[off:], []byte("\r\n"))
+		if end < 0 {
+			break
+		}
+		line := block[off : off+end]
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok {
+			canon := textproto.CanonicalMIMEHeaderKey(string(bytes.TrimSpace(name)))
+			if canon == "Content-Location" || canon == "Location" {
+				v := bytes.TrimLeft(value, " \t")
+				vs := off + len(name) + 1 + (len(value) - len(v))
+				v = bytes.TrimRight(v, " \t")
+				if repl, ok := p.rebase(v); ok {
+					out = append(out, block[copied:vs]...)
+					out = append(out, repl...)
+					copied = vs + len(v)
+				}
+			}
+		}
+		off += end + 2
+	}
+	if out == nil {
+		return block
+	}
+	return append(out, block[copied:]...)
+}
+
+// RebaseURL returns the URL v with its base replaced by that of the first
+// rule whose From it starts with, and whether one did. A rule whose From
+// is not an absolute URL is skipped.
+func RebaseURL(v string, rules []Rebase) (string, bool) {
+	for _, r := range rules {
+		rr, err := compileRebase(r)
+		if err != nil {
+			continue
+		}
+		if off, ok := rr.base.Match([]byte(v)); ok {
+			return strings.TrimRight(r.To, "/") + v[off:], true
+		}
+	}
+	return v, false
+}
+
+// rebase returns v with its base replaced by the first matching rule's.
+func (p *PartRebaser) rebase(v []byte) ([]byte, bool) {
+	for i := range p.rules {
+		r := &p.rules[i]
+		if off, ok := r.base.Match(v); ok {
+			out := make([]byte, 0, len(r.to)+len(v)-off)
+			return append(append(out, r.to...), v[off:]...), true
+		}
+	}
+	return nil, false
+}
+
+func (p *PartRebaser) emit(b []byte) {
+	if p.err != nil || len(b) == 0 {
+		return
+	}
+	_, p.err = p.w.Write(b)
+}
+
+// Close writes what is still held (an unfinished delimiter or header
+// block at the end of the body, which then goes on as it was).
+func (p *PartRebaser) Close() error {
+	p.emit(p.hold)
+	p.hold = p.hold[:0]
+	return p.err
+}

@@ -1,0 +1,133 @@
+package dicom
+
+import (
+	"bytes"
+	"io"
+	"mime/multipart"
+	"strings"
+	"testing"
+)
+
+const bnd = "ac92748d-0d18-4966"
+
+// orthancFrames is a multipart answer to a frames request the way
+// Orthanc's DICOMweb plugin writes it: each part names its frame by the
+// archive's own URL.
+func orthancFrames(frames ...string) string {
+	var b strings.Builder
+	for i, f := range frames {
+		b.WriteString("--" + bnd + "\r\n")
+		b.WriteString("Content-Location: http://archive:8042/dicom-web/studies/1.2/series/3/instances/4/frames/" + string(rune('1'+i)) + "\r\n")
+		b.WriteString("Content-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1\r\n")
+		b.WriteString("MIME-Version: 1.0\r\n\r\n")
+		b.WriteString(f)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("--" + bnd + "--")
+	return b.String()
+}
+
+// rebaseParts writes in to a PartRebaser in chunks of the given size.
+func rebaseParts(t *testing.T, in string, rules []Rebase, chunk int) string {
+	t.Helper()
+	var out bytes.Buffer
+	p, err := NewPartRebaser(&out, bnd, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := []byte(in); len(b) > 0; {
+		n := min(chunk, len(b))
+		if k, err := p.Write(b[:n]); err != nil || k != n {
+			t.Fatalf("Write = %d, %v", k, err)
+		}
+		b = b[n:]
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestPartRebaser(t *testing.T) {
+	in := orthancFrames("\x00\x01\r\n--not-the-boundary\r\n\x02", strings.Repeat("\xff", 3000))
+	want := strings.ReplaceAll(in, "http://archive:8042/dicom-web/", "https://gw.example/wado-rs/")
+	if want == in {
+		t.Fatal("fixture has nothing to rebase")
+	}
+	for _, chunk := range []int{1, 2, 3, 7, 19, 64, 4096, 1 << 20} {
+		if got := rebaseParts(t, in, fwd, chunk); got != want {
+			t.Errorf("chunks of %d:\n got %q\nwant %q", chunk, got, want)
+		}
+	}
+	// What it writes is still the same multipart body, part for part.
+	mr := multipart.NewReader(strings.NewReader(want), bnd)
+	for i := 0; ; i++ {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			if i != 2 {
+				t.Fatalf("%d parts, want 2", i)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if loc := part.Header.Get("Content-Location"); !strings.HasPrefix(loc, gateway+"/studies/1.2/") {
+			t.Errorf("part %d: Content-Location %q", i, loc)
+		}
+	}
+}
+
+func TestPartRebaserLeavesTheRestAlone(t *testing.T) {
+	tests := map[string]string{
+		"no rule matches": strings.ReplaceAll(orthancFrames("abc"), "archive:8042", "elsewhere:8042"),
+		"preamble and epilogue": "a preamble\r\n--" + bnd + "\r\nContent-Type: text/plain\r\n\r\nbody\r\n--" + bnd +
+			"--\r\nContent-Location: http://archive:8042/dicom-web/epilogue\r\n\r\n",
+		"no headers":          "--" + bnd + "\r\n\r\nbody\r\n--" + bnd + "--\r\n",
+		"truncated header":    "--" + bnd + "\r\nContent-Location: http://archive:8042/dicom-web/x",
+		"truncated delimiter": "--" + bnd + "\r\n\r\nbody\r\n--" + bnd[:5],
+		"not multipart":       "Content-Location: http://archive:8042/dicom-web/x\r\n\r\n",
+		"empty":               "",
+	}
+	for name, in := range tests {
+		for _, chunk := range []int{1, 5, 1 << 20} {
+			if got := rebaseParts(t, in, fwd, chunk); got != in {
+				t.Errorf("%s, chunks of %d:\n got %q\nwant %q", name, chunk, got, in)
+			}
+		}
+	}
+}
+
+func TestPartRebaserHeaderForms(t *testing.T) {
+	in := "--" + bnd + "\r\ncontent-location:\thttp://ARCHIVE:8042/dicom-web/studies/1.2 \r\n" +
+		"Location: http://archive:8042/dicom-web\r\nX-Other: http://archive:8042/dicom-web/x\r\n\r\nbody\r\n--" + bnd + "--"
+	want := "--" + bnd + "\r\ncontent-location:\thttps://gw.example/wado-rs/studies/1.2 \r\n" +
+		"Location: https://gw.example/wado-rs\r\nX-Other: http://archive:8042/dicom-web/x\r\n\r\nbody\r\n--" + bnd + "--"
+	if got := rebaseParts(t, in, fwd, 3); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestPartRebaserBadRule(t *testing.T) {
+	if _, err := NewPartRebaser(io.Discard, bnd, []Rebase{{From: "archive/dicom-web", To: gateway}}); err == nil {
+		t.Error("a rule without a scheme was accepted")
+	}
+}
+
+// FuzzPartRebaser checks that how a body is cut into writes never changes
+// what comes out, and that a body with no archive URL in it comes out as
+// it went in.
+func FuzzPartRebaser(f *testing.F) {
+	f.Add([]byte(orthancFrames("\x00\r\n-", "x")), uint8(3))
+	f.Add([]byte("--"+bnd+"\r\n\r\n--"+bnd+"--"), uint8(1))
+	f.Add([]byte("\r\n--"+bnd[:4]+"\r\n--"+bnd+"\r\nLocation: http://archive:8042/dicom-web/q\r\n\r\n"), uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		whole := rebaseParts(t, string(in), fwd, len(in)+1)
+		if got := rebaseParts(t, string(in), fwd, int(chunk)%37+1); got != whole {
+			t.Fatalf("chunks of %d: %q, whole: %q", int(chunk)%37+1, got, whole)
+		}
+		if !bytes.Contains(bytes.ToLower(in), []byte("archive:8042")) && whole != string(in) {
+			t.Fatalf("changed without an archive URL: %q -> %q", in, whole)
+		}
+	})
+}
