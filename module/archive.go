@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
@@ -46,6 +48,16 @@ type Archive struct {
 	// archive. Default: false, the header is removed; set archive
 	// credentials with the proxy's request headers instead.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
+
+	// WildcardAccept is the media type asked of this archive for frames,
+	// bulk data and pixel data in place of a client's wildcard,
+	// `multipart/related; type="*/*"`, which PS3.18 lets clients send (the
+	// Python dicomweb-client does by default) but which some archives
+	// refuse: Orthanc's DICOMweb plugin answers 400. Every other parameter
+	// (transfer-syntax, q) is kept. Default: "application/octet-stream",
+	// which PS3.18 requires every origin server to serve. "*/*" passes the
+	// wildcard on unchanged, for archives that choose a type themselves.
+	WildcardAccept string `json:"wildcard_accept,omitempty"`
 
 	// Proxy is the reverse_proxy handler that carries traffic to the
 	// archive, with everything reverse_proxy offers (TLS, health checks,
@@ -83,6 +95,12 @@ func (ar *Archive) provision(ctx caddy.Context, name string) error {
 		if err := checkHTTPURL(a); err != nil {
 			return fmt.Errorf("endpoint_address: %v", err)
 		}
+	}
+	if ar.WildcardAccept == "" {
+		ar.WildcardAccept = "application/octet-stream"
+	}
+	if mt, params, err := mime.ParseMediaType(ar.WildcardAccept); err != nil || len(params) > 0 || mt != ar.WildcardAccept || !strings.Contains(mt, "/") {
+		return fmt.Errorf("wildcard_accept %q must be a media type such as application/octet-stream, without parameters", ar.WildcardAccept)
 	}
 	if ar.Proxy == nil {
 		ar.Proxy = new(reverseproxy.Handler)
@@ -162,6 +180,21 @@ func (ar *Archive) addresses() []string {
 		out = append(out, fhirjson.NormalizeBase(a))
 	}
 	return out
+}
+
+// narrowAccept replaces, in the Accept headers of a request for frames,
+// bulk data or pixel data, a multipart wildcard type by what the archive
+// can serve (WildcardAccept).
+func (ar *Archive) narrowAccept(h http.Header) {
+	if ar.WildcardAccept == "*/*" {
+		return
+	}
+	vals := h.Values("Accept")
+	for i, v := range vals {
+		if nv, changed := dicom.ReplaceWildcardType(v, ar.WildcardAccept); changed {
+			vals[i] = nv
+		}
+	}
 }
 
 // serve proxies r to the archive at the given path (already validated,

@@ -28,6 +28,7 @@ import (
 //			wado_uri            <wado-uri-url>
 //			endpoint_address    <url>...
 //			pass_authorization
+//			wildcard_accept     <media-type>|*/*
 //			<any reverse_proxy subdirective>
 //		}
 //		cache_ttl       <duration>
@@ -303,6 +304,10 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 				return "", nil, d.ArgErr()
 			}
 			ar.PassAuthorization = true
+		case "wildcard_accept":
+			if !d.AllArgs(&ar.WildcardAccept) {
+				return "", nil, d.ArgErr()
+			}
 		case "handle_response", "rewrite", "method":
 			return "", nil, d.Errf("archive %s: reverse_proxy subdirective '%s' is not supported in an archive block: the gateway decides paths and handles answers itself", name, d.Val())
 		default:

@@ -165,6 +165,9 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 	if ce := h.logger.Check(zap.DebugLevel, "routing DICOMweb request"); ce != nil {
 		ce.Write(zap.String("archive", ar.name), zap.String("level", req.Level.String()))
 	}
+	if req.WantsOctets() {
+		ar.narrowAccept(r.Header)
+	}
 	if req.IsSearch() || strings.HasSuffix(req.Sub, "metadata") {
 		// A DICOM JSON answer is rewritten, so it must come uncompressed;
 		// an encode handler in front compresses the result.
@@ -213,12 +216,13 @@ func (h *DICOMweb) archives(names []string) []*Archive {
 // streaming the answer; a DICOM JSON answer has its URLs rebased.
 func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, ar *Archive, path string) error {
 	rules := h.rules(r)
+	aw := newAnswerWriter(w, ar, "dicomweb", rules)
 	if len(rules) == 0 || r.Method != http.MethodGet {
-		status, err := ar.serve(w, r, path, r.URL.RawQuery, "dicomweb")
+		status, err := ar.serve(aw, r, path, r.URL.RawQuery, "dicomweb")
 		if err != nil {
 			return ar.failed(w, status, err)
 		}
-		return nil
+		return aw.finish()
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -227,13 +231,13 @@ func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, ar *Archive, pa
 			bufPool.Put(buf)
 		}
 	}()
-	rec := &boundedRecorder{w: w, buf: buf, limit: int(h.MaxJSONSize)}
-	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, h.shouldBuffer)
+	rec := &boundedRecorder{w: aw, buf: buf, limit: int(h.MaxJSONSize)}
+	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(aw, buf, h.shouldBuffer)
 	if status, err := ar.serve(rec, r, path, r.URL.RawQuery, "dicomweb"); err != nil {
 		return ar.failed(w, status, err)
 	}
 	if !rec.captured() {
-		return nil
+		return aw.finish()
 	}
 	body, changed, err := dicom.RewriteURLs(buf.Bytes(), rules)
 	if err != nil || !changed {

@@ -41,6 +41,7 @@ func (h *DICOMweb) serveSplitStudy(w http.ResponseWriter, r *http.Request, req d
 // one.
 func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req dicom.Request, archives []*Archive) error {
 	out := multipart.NewWriter(w)
+	rules := h.rules(r)
 	started := false
 	for _, ar := range archives {
 		ans, err := ar.roundTrip(r, r.Method, ar.base.Path+req.Path(), r.URL.RawQuery, "")
@@ -72,7 +73,7 @@ func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req di
 			}
 			started = true
 		}
-		err = copyParts(out, multipart.NewReader(ans.body, theirs))
+		err = copyParts(out, multipart.NewReader(ans.body, theirs), rules)
 		ans.close()
 		if err != nil {
 			h.logger.Error("merged retrieve broken off", zap.String("archive", ar.name), zap.Error(err))
@@ -82,9 +83,10 @@ func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req di
 	return out.Close()
 }
 
-// copyParts writes every part of mr to out, headers unchanged and bodies
-// streamed.
-func copyParts(out *multipart.Writer, mr *multipart.Reader) error {
+// copyParts writes every part of mr to out, bodies streamed, headers
+// unchanged but for the URL headers, rebased by rules: a part names itself
+// by the archive's address.
+func copyParts(out *multipart.Writer, mr *multipart.Reader, rules []dicom.Rebase) error {
 	for {
 		part, err := mr.NextRawPart()
 		if err == io.EOF {
@@ -92,6 +94,13 @@ func copyParts(out *multipart.Writer, mr *multipart.Reader) error {
 		}
 		if err != nil {
 			return err
+		}
+		for _, name := range []string{"Content-Location", "Location"} {
+			if v := part.Header.Get(name); v != "" {
+				if nv, ok := dicom.RebaseURL(v, rules); ok {
+					part.Header.Set(name, nv)
+				}
+			}
 		}
 		pw, err := out.CreatePart(part.Header)
 		if err != nil {

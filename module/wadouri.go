@@ -88,10 +88,12 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if ce := h.logger.Check(zap.DebugLevel, "routing WADO-URI request"); ce != nil {
 		ce.Write(zap.String("archive", ar.name))
 	}
-	if status, err := ar.serve(w, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri"); err != nil {
+	// An archive's error answer is replaced by the gateway's own.
+	aw := newAnswerWriter(w, ar, "wado_uri", nil)
+	if status, err := ar.serve(aw, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri"); err != nil {
 		return ar.failed(w, status, err)
 	}
-	return nil
+	return aw.finish()
 }
 
 // Interface guards.
