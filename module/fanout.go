@@ -62,7 +62,7 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 		query = win.forArchives(query, keep != nil)
 	}
 	answers := askAll(r, archives, path, query, h.MaxJSONSize)
-	datasets, failed := h.combine(w, archives, answers, key)
+	datasets, spread, failed := h.combine(w, archives, answers, key)
 	if failed == len(archives) {
 		writeError(w, http.StatusBadGateway, "no archive answered")
 		return nil
@@ -74,6 +74,9 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 		}
 	}
 	datasets = win.apply(datasets)
+	if key == uidTags["studies"] && len(spread) > 0 {
+		h.countSpreadStudies(r, datasets, spread)
+	}
 	body := make([]byte, 0, 2+len(datasets)*512)
 	body = append(body, '[')
 	for i, ds := range datasets {
@@ -180,9 +183,12 @@ func askAll(r *http.Request, archives []*Archive, path, query string, limit int6
 
 // combine concatenates the archives' JSON arrays, dropping the datasets
 // whose key attribute was already seen, and returns how many archives were
-// left out (named in a Warning header and the log).
-func (h *DICOMweb) combine(w http.ResponseWriter, archives []*Archive, answers []archiveAnswer, key string) (merged []gjson.Result, failed int) {
-	seen := map[string]bool{}
+// left out (named in a Warning header and the log). The datasets of a
+// study search that more than one archive answered for are returned by
+// UID in spread, to have their study-level counts combined.
+func (h *DICOMweb) combine(w http.ResponseWriter, archives []*Archive, answers []archiveAnswer, key string) (merged []gjson.Result, spread map[string]*spreadStudy, failed int) {
+	type firstCopy struct{ archive, index int }
+	seen := map[string]firstCopy{}
 	leaveOut := func(ar *Archive, why string) {
 		failed++
 		h.app.metrics.mergeLeftOut.WithLabelValues(ar.name).Inc()
@@ -205,15 +211,27 @@ func (h *DICOMweb) combine(w http.ResponseWriter, archives []*Archive, answers [
 		arr.ForEach(func(_, ds gjson.Result) bool {
 			if key != "" {
 				if uid := ds.Get(key + ".Value.0").String(); uid != "" {
-					if seen[uid] {
+					if first, ok := seen[uid]; ok {
+						if key == uidTags["studies"] {
+							st := spread[uid]
+							if st == nil {
+								if spread == nil {
+									spread = map[string]*spreadStudy{}
+								}
+								st = &spreadStudy{archives: []*Archive{archives[first.archive]}, copies: []gjson.Result{merged[first.index]}}
+								spread[uid] = st
+							}
+							st.archives = append(st.archives, archives[i])
+							st.copies = append(st.copies, ds)
+						}
 						return true
 					}
-					seen[uid] = true
+					seen[uid] = firstCopy{archive: i, index: len(merged)}
 				}
 			}
 			merged = append(merged, ds)
 			return true
 		})
 	}
-	return merged, failed
+	return merged, spread, failed
 }
