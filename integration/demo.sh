@@ -60,6 +60,8 @@ if [ "${1:-}" = --inside ]; then
   # ---------------- inside the namespace: the stack, the data, then wait
   shift
   sock="$1" server="$2"
+  # The gateway writes its URLs on the origins this host serves it on.
+  export GATEWAY_PUBLIC_URL="http://127.0.0.1:$DEMO_PORT" VIEWER_PUBLIC_URL="http://127.0.0.1:$DEMO_VIEWER_PORT"
   source "$HERE/stack.sh"
   export STACK_RUN_DIR="$(dirname "$sock")/run" MEDPLUM_QUIET=1
   export GATEWAY_UNIX_BIND="unix/$sock" VIEWER_UNIX_BIND="unix/$(dirname "$sock")/viewer.sock" \

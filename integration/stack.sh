@@ -28,6 +28,8 @@
 #   ORTHANC_B_HTTP_PORT 18043  (DICOMweb /pacs/dicom-web, WADO-URI /pacs/wado)
 #   HAPI_PORT 8080    (passed to integration/hapi/run.sh; ready when /fhir/metadata is 200)
 #   MEDPLUM_PORT 8090 (FHIR at /fhir/)
+#   GATEWAY_PUBLIC_URL, VIEWER_PUBLIC_URL (GATEWAY_URL, VIEWER_URL): the origins the gateway writes
+#                     its URLs on (public_base), whatever Host a client sends
 #   GATEWAY_PORT 8000, CADDY_BIN <repo>/caddy, GATEWAY_CADDYFILE caddyfile/examples/stack.Caddyfile
 #                     (its FHIR upstream: FHIR_UPSTREAM_HOST, default 127.0.0.1:8080 = hapi)
 #   VIEWER_PORT 3000  (the OHIF viewer, served by the gateway's Caddy: stack.Caddyfile)
@@ -60,6 +62,9 @@ export MEDPLUM_FHIR_BASE="http://127.0.0.1:$MEDPLUM_PORT/fhir"
 export GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
 export AUTH_URL="http://127.0.0.1:$AUTH_PORT"
 export VIEWER_URL="http://127.0.0.1:$VIEWER_PORT"
+# The origins the gateway writes its URLs on (public_base in the example Caddyfiles).
+: "${GATEWAY_PUBLIC_URL:=$GATEWAY_URL}" "${VIEWER_PUBLIC_URL:=$VIEWER_URL}"
+export GATEWAY_PUBLIC_URL VIEWER_PUBLIC_URL
 # What the gateway's Caddyfile serves besides the gateway: the landing page and the viewer.
 export SITE_ROOT="$_STACK_HERE/site" VIEWER_CONFIG="$_STACK_HERE/viewer" \
   VIEWER_DIST="$_STACK_HERE/node_modules/@ohif/app/dist"
