@@ -1,8 +1,8 @@
 # caddy-fhir-imaging: build, test, demo.
 #   make build    the custom Caddy binary ./caddy (standard modules + ours)
 #   make unit     Go unit tests with the race detector
-#   make e2e      end-to-end tests against the real stack (Orthanc x2, HAPI open and enforcing
-#                 SMART tokens, Medplum, the authorization server, the gateway) in a private
+#   make e2e      end-to-end tests against the real stack (Orthanc x2, HAPI open, enforcing
+#                 SMART tokens and serving STU3, Medplum, the authorization server, the gateway) in a private
 #                 network namespace: integration/run-e2e.sh, after installing what is missing
 #   make test     unit, then e2e; ends with the e2e summary line "e2e: N passed, N failed, N skipped"
 #   make demo     the whole stack with sample data at http://127.0.0.1:8000 (Ctrl-C stops it)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end tests of the gateway against the real stack, once per FHIR server.
 #
-#   integration/run-e2e.sh [hapi] [hapi-smart] [medplum]   (default: all three)
+#   integration/run-e2e.sh [hapi] [hapi-smart] [hapi-stu3] [medplum]   (default: all four)
 #
 #   hapi        HAPI FHIR JPA, open, with caddyfile/examples/stack.Caddyfile: integration/e2e/*.test.mjs
 #   hapi-smart  the same HAPI enforcing SMART tokens (its own interceptors, fed by introspection at
 #               the stack's authorization server, integration/auth), the gateway with
 #               caddyfile/examples/smart.Caddyfile (authorize): integration/e2e/smart/*.test.mjs
+#   hapi-stu3   the same HAPI serving FHIR STU3 (HAPI_FHIR_VERSION=dstu3), the gateway with
+#               stack.Caddyfile and fhir_version stu3 (GATEWAY_FHIR_VERSION), STU3-shaped data
+#               (seed-fhir.mjs --fhir-version stu3): integration/e2e/stu3/*.test.mjs
 #   medplum     the Medplum fhir-router, open: integration/e2e/*.test.mjs
 #
 # Run from OUTSIDE the private network namespace, after integration/install.sh and
@@ -21,7 +24,7 @@
 #
 # HAPI is the product's first FHIR server: when its build fails, the run fails under CI=true and
 # is skipped with a loud line otherwise.
-# Environment: E2E_SERVERS ("hapi hapi-smart medplum"), E2E_TESTS (test files; default per server),
+# Environment: E2E_SERVERS ("hapi hapi-smart hapi-stu3 medplum"), E2E_TESTS (test files; default per server),
 #   E2E_KEEP=1 keep integration/tmp/e2e/<server>/ (logs, Orthanc storage) even on success,
 #   CADDY_BIN (default <repo>/caddy), HAPI_START_TIMEOUT (300).
 set -uo pipefail
@@ -36,7 +39,7 @@ if [ "${_E2E_INSIDE:-0}" != 1 ]; then
   t0=$(now)
   servers=("$@")
   [ ${#servers[@]} -gt 0 ] || read -r -a servers <<<"${E2E_SERVERS:-}"
-  [ ${#servers[@]} -gt 0 ] || servers=(hapi hapi-smart medplum)
+  [ ${#servers[@]} -gt 0 ] || servers=(hapi hapi-smart hapi-stu3 medplum)
   [ -d "$HERE/node_modules/dicomweb-client" ] || { log "node_modules missing: run integration/install.sh first"; exit 1; }
   command -v unshare >/dev/null && command -v ip >/dev/null || { log "unshare/ip missing: run integration/install.sh first"; exit 1; }
   CADDY_BIN="${CADDY_BIN:-$REPO/caddy}"
@@ -54,7 +57,7 @@ if [ "${_E2E_INSIDE:-0}" != 1 ]; then
   hapi_built=""
   for s in "${servers[@]}"; do
     case "$s" in
-      hapi|hapi-smart)
+      hapi|hapi-smart|hapi-stu3)
         if [ -z "$hapi_built" ]; then
           # build.sh is a no-op when the jar is up to date; it needs Maven Central, so it runs here, outside.
           hapi_built=yes
@@ -70,7 +73,7 @@ if [ "${_E2E_INSIDE:-0}" != 1 ]; then
         fi
         run+=("$s") ;;
       medplum) run+=(medplum) ;;
-      *) log "unknown FHIR server '$s' (hapi|hapi-smart|medplum)"; exit 2 ;;
+      *) log "unknown FHIR server '$s' (hapi|hapi-smart|hapi-stu3|medplum)"; exit 2 ;;
     esac
   done
   [ ${#run[@]} -gt 0 ] || { log "no FHIR server to test against"; exit 1; }
@@ -96,14 +99,14 @@ setup_failed() { # server, what
   return 1
 }
 
-run_server() { # hapi|hapi-smart|medplum
+run_server() { # hapi|hapi-smart|hapi-stu3|medplum
   local server="$1" t0 tp fhir_port rcs=0 tap
   local -a comps tests
   t0=$(now)
   # What differs between the runs: the FHIR server, the gateway's Caddyfile, the tests, and for
   # hapi-smart the authorization server, HAPI enforcing its tokens, and a fifth (restricted) study.
   export GATEWAY_CADDYFILE="$REPO/caddyfile/examples/stack.Caddyfile" STUDIES_SCENARIOS="S1 S2 S3 S4"
-  unset HAPI_AUTH_INTROSPECT FHIR_TOKEN
+  unset HAPI_AUTH_INTROSPECT FHIR_TOKEN HAPI_FHIR_VERSION GATEWAY_FHIR_VERSION SEED_FHIR_VERSION
   comps=(orthanc "$server" gateway)
   tests=("$HERE"/e2e/*.test.mjs)
   case "$server" in
@@ -115,6 +118,13 @@ run_server() { # hapi|hapi-smart|medplum
       export AUTH_GATEWAY_SECRET="${AUTH_GATEWAY_SECRET:-gateway-secret}"
       comps=(orthanc auth hapi gateway)
       tests=("$HERE"/e2e/smart/*.test.mjs) ;;
+    hapi-stu3)
+      # HAPI serving STU3, the gateway told so (fhir_version stu3: study look-ups by study=),
+      # the data written as STU3 has it (urn:oid: uids at every level, no identifier).
+      fhir_port=$HAPI_PORT; export FHIR_DIRECT_BASE="$HAPI_FHIR_BASE"
+      export HAPI_FHIR_VERSION=dstu3 GATEWAY_FHIR_VERSION=stu3 SEED_FHIR_VERSION=stu3
+      comps=(orthanc hapi gateway)
+      tests=("$HERE"/e2e/stu3/*.test.mjs) ;;
     medplum) fhir_port=$MEDPLUM_PORT; export FHIR_DIRECT_BASE="$MEDPLUM_FHIR_BASE" ;;
   esac
   [ -n "${E2E_TESTS:-}" ] && read -r -a tests <<<"$E2E_TESTS"

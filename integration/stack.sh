@@ -27,6 +27,8 @@
 #   ORTHANC_A_HTTP_PORT 18042  (DICOMweb /dicom-web,      WADO-URI /wado)
 #   ORTHANC_B_HTTP_PORT 18043  (DICOMweb /pacs/dicom-web, WADO-URI /pacs/wado)
 #   HAPI_PORT 8080    (passed to integration/hapi/run.sh; ready when /fhir/metadata is 200)
+#   HAPI_FHIR_VERSION r4 (dstu3: HAPI serves FHIR STU3; run.sh reads it; pair it with
+#                     GATEWAY_FHIR_VERSION=stu3, which stack.Caddyfile passes to fhir_version)
 #   MEDPLUM_PORT 8090 (FHIR at /fhir/)
 #   GATEWAY_PUBLIC_URL, VIEWER_PUBLIC_URL (GATEWAY_URL, VIEWER_URL): the origins the gateway writes
 #                     its URLs on (public_base), whatever Host a client sends
@@ -148,7 +150,7 @@ _stack_start_hapi() {
     _stack_log "hapi: integration/hapi/run.sh not present (HAPI not built yet) - SKIPPED"
     STACK_HAPI_SKIPPED=1; return 0
   fi
-  _stack_log "starting hapi on :$HAPI_PORT ..."
+  _stack_log "starting hapi (FHIR ${HAPI_FHIR_VERSION:-r4}) on :$HAPI_PORT ..."
   _stack_spawn hapi env HAPI_PORT="$HAPI_PORT" STACK_RUN_DIR="$STACK_RUN_DIR" bash "$_STACK_HERE/hapi/run.sh" \
     || return $(( $? == 2 ? 0 : 1 ))
   _stack_wait_http hapi "$HAPI_FHIR_BASE/metadata" "${HAPI_START_TIMEOUT:-300}"

@@ -37,6 +37,16 @@ type App struct {
 	// DICOMweb requests cannot be routed.
 	FHIR string `json:"fhir,omitempty"`
 
+	// FHIRVersion is the FHIR version the FHIR server speaks, for the
+	// searches the gateway sends it: "r4" (R4, R4B and R5, which carry a
+	// study's DICOM UID in ImagingStudy.identifier, searched with
+	// identifier=urn:dicom:uid|...) or "stu3" (STU3, which carries it in
+	// ImagingStudy.uid as urn:oid:<uid>, searched with study=; a study is
+	// then looked up with study= first and identifier= second). Answers
+	// are read the same way whatever it says: the rewrite finds the UIDs of
+	// every version. Default: r4.
+	FHIRVersion string `json:"fhir_version,omitempty"`
+
 	// FHIRCredentials, when set, authenticate the gateway's own requests to
 	// the FHIR server (look-ups for routing and for Endpoints, and
 	// Subscriptions) with an OAuth 2.0 client_credentials token. Default:
@@ -112,6 +122,12 @@ type App struct {
 	releases  []func() // let go of what is kept across reloads (shared.go)
 }
 
+// The values of App.FHIRVersion.
+const (
+	FHIRVersionR4   = "r4"
+	FHIRVersionSTU3 = "stu3"
+)
+
 // cacheCounts counts cache hits and misses per cache (endpoint, study).
 type cacheCounts struct {
 	hits, misses [2]atomic.Int64
@@ -145,6 +161,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.LookupRate = 50
 	}
 	a.FHIR = strings.TrimRight(a.FHIR, "/")
+	if a.FHIRVersion == "" {
+		a.FHIRVersion = FHIRVersionR4
+	}
 	a.addresses = map[string]string{}
 	a.names = a.names[:0]
 	for name, ar := range a.Archives {
@@ -174,7 +193,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ar.traceUIDs = a.TraceUIDs
 	}
 	rt, err := share(a, poolKey("fhir_imaging.routing", a.FHIR, addressKey(a.addresses), durationKey(a.CacheTTL),
-		durationKey(a.NegativeTTL), durationKey(a.LookupTimeout), a.CacheSize, a.LookupRate, credentialsKey(a.FHIRCredentials), a.TraceUIDs),
+		durationKey(a.NegativeTTL), durationKey(a.LookupTimeout), a.CacheSize, a.LookupRate, credentialsKey(a.FHIRCredentials), a.TraceUIDs, a.FHIRVersion),
 		a.newRouting)
 	if err != nil {
 		return err
@@ -238,6 +257,7 @@ func (a *App) newRouting(newest func() *App) (*routing, func(), error) {
 		},
 		TraceUIDs:    a.TraceUIDs,
 		StudyLookups: a.LookupRate,
+		STU3:         a.FHIRVersion == FHIRVersionSTU3,
 	})
 	return &routing{resolver: res, members: &membership{held: ttlcache.New[bool](a.CacheSize, nil)}}, nil, nil
 }
@@ -289,6 +309,11 @@ func (a *App) Validate() error {
 		if d.v < 0 {
 			return fmt.Errorf("%s must not be negative", d.name)
 		}
+	}
+	switch a.FHIRVersion {
+	case "", FHIRVersionR4, FHIRVersionSTU3:
+	default:
+		return fmt.Errorf("fhir_version must be %s or %s, not %q", FHIRVersionR4, FHIRVersionSTU3, a.FHIRVersion)
 	}
 	if a.CacheSize < 0 {
 		return fmt.Errorf("cache_size must not be negative")

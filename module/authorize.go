@@ -113,7 +113,7 @@ func (az *Authorize) provision(app *App) error {
 	repl := caddy.NewReplacer()
 	clientID, secret := repl.ReplaceAll(az.ClientID, ""), repl.ReplaceAll(az.ClientSecret, "")
 	key := poolKey("fhir_imaging.authorize", az.Introspect, clientID, secret, az.Issuer,
-		durationKey(az.DecisionTTL), app.FHIR, app.CacheSize, durationKey(app.LookupTimeout))
+		durationKey(az.DecisionTTL), app.FHIR, app.CacheSize, durationKey(app.LookupTimeout), app.FHIRVersion)
 	var err error
 	az.authorizer, err = share(app, key, func(newest func() *App) (*access.Authorizer, func(), error) {
 		check := func(kind string) func(string, time.Duration) {
@@ -137,6 +137,7 @@ func (az *Authorize) provision(app *App) error {
 			MaxTokens:    app.CacheSize,
 			OnIntrospect: check("introspect"),
 			OnLookup:     check("fhir_lookup"),
+			STU3:         app.FHIRVersion == FHIRVersionSTU3,
 		}), nil, nil
 	})
 	return err

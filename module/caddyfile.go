@@ -24,6 +24,7 @@ import (
 //			client_secret <secret>
 //			scope         <scope>...
 //		}]
+//		fhir_version    r4|stu3
 //		archive         <name> <dicomweb-url> {
 //			wado_uri            <wado-uri-url>
 //			endpoint_address    <url>...
@@ -70,6 +71,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.FHIRCredentials = cc
+		case "fhir_version":
+			if !d.AllArgs(&a.FHIRVersion) {
+				return d.ArgErr()
+			}
+			if a.FHIRVersion != FHIRVersionR4 && a.FHIRVersion != FHIRVersionSTU3 {
+				return d.Errf("fhir_version must be %s or %s, not %q", FHIRVersionR4, FHIRVersionSTU3, a.FHIRVersion)
+			}
 		case "authorize":
 			if a.Authorize != nil {
 				return d.Err("authorize may appear only once")

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Seed a FHIR R4 server with the Patients, Endpoints and ImagingStudies that
+// Seed a FHIR R4 (or STU3) server with the Patients, Endpoints and ImagingStudies that
 // describe the studies of a make-studies.sh manifest (scenarios S1-S4).
 // Plain fetch, PUT with client-assigned ids (so running it twice is harmless).
 //
 //   node data/seed-fhir.mjs [--fhir URL] [--manifest PATH] [--a-dicomweb URL] [--b-dicomweb URL]
 //                           [--a-wado-uri URL] [--b-wado-uri URL] [--token TOKEN] [--quiet]
+//                           [--fhir-version r4|stu3]
+// --fhir-version stu3 (env SEED_FHIR_VERSION) writes the resources as STU3 has them (buildResourcesSTU3).
 // Defaults from env: FHIR_BASE (else GATEWAY_URL/fhir, else http://127.0.0.1:8000/fhir),
 //   STUDIES_MANIFEST (else $STACK_RUN_DIR/studies/studies.json, else integration/tmp/studies/studies.json), ORTHANC_A_DICOMWEB,
 //   ORTHANC_B_DICOMWEB, ORTHANC_A_WADO_URI, ORTHANC_B_WADO_URI (else stack.sh's addresses),
@@ -23,6 +25,7 @@ export const DICOM_UID_SYSTEM = 'urn:dicom:uid';
 
 export function defaults(env = process.env) {
   return {
+    fhirVersion: env.SEED_FHIR_VERSION || 'r4',
     token: env.FHIR_TOKEN || '',
     fhir: env.FHIR_BASE || (env.GATEWAY_URL ? env.GATEWAY_URL.replace(/\/+$/, '') + '/fhir' : 'http://127.0.0.1:8000/fhir'),
     manifest: env.STUDIES_MANIFEST ||
@@ -130,6 +133,64 @@ export function buildResources(manifest, archives) {
   return { endpoints, patients, studies };
 }
 
+export const STU3_CONNECTION_TYPE_SYSTEM = 'http://hl7.org/fhir/endpoint-connection-type';
+
+/**
+ * The same studies as buildResources, written as FHIR STU3 (3.0.2) has them:
+ * Endpoint.connectionType a Coding of http://hl7.org/fhir/endpoint-connection-type and
+ * the required payloadType; ImagingStudy.uid, series.uid and series.instance.uid of type
+ * oid, so urn:oid:<uid> at every level (no identifier: STU3 has the DICOM UID in uid),
+ * ImagingStudy.patient (not subject), accession, availability (STU3 has no status), and
+ * instance.sopClass an oid too. A study with series endpoints (S2, S3) also gets a study
+ * WADO-RS endpoint, on the archive of its first series, which the series endpoints override
+ * (S2's second series lives in archive b: served from a, it would not be found).
+ */
+export function buildResourcesSTU3(manifest, archives) {
+  const r4 = buildResources(manifest, archives);
+  const endpoints = r4.endpoints.map((e) => ({
+    resourceType: 'Endpoint',
+    id: e.id,
+    status: 'active',
+    connectionType: { system: STU3_CONNECTION_TYPE_SYSTEM, code: e.connectionType.code },
+    name: e.name,
+    payloadType: [{ text: 'DICOM' }], // as the specification's example-wadors has it
+    payloadMimeType: ['application/dicom'],
+    address: e.address,
+  }));
+  const oid = (uid) => `urn:oid:${uid}`;
+  const studies = manifest.studies.map((st, k) => {
+    const is = r4.studies[k];
+    return {
+      resourceType: 'ImagingStudy',
+      id: is.id,
+      uid: oid(st.studyInstanceUID),
+      accession: { ...is.identifier[1], type: { coding: [{ system: 'http://hl7.org/fhir/v2/0203', code: 'ACSN' }] } },
+      availability: 'ONLINE',
+      patient: is.subject,
+      started: is.started,
+      endpoint: is.endpoint || [{ reference: `Endpoint/${endpointId(st.series[0].archive, 'wado-rs')}` }],
+      numberOfSeries: is.numberOfSeries,
+      numberOfInstances: is.numberOfInstances,
+      description: is.description,
+      series: is.series.map((se) => ({
+        uid: oid(se.uid),
+        number: se.number,
+        modality: se.modality,
+        description: se.description,
+        numberOfInstances: se.numberOfInstances,
+        availability: 'ONLINE',
+        ...(se.endpoint ? { endpoint: se.endpoint } : {}),
+        instance: se.instance.map((i) => ({
+          uid: oid(i.uid),
+          number: i.number,
+          sopClass: i.sopClass.code, // already urn:oid:<sop class>
+        })),
+      })),
+    };
+  });
+  return { endpoints, patients: r4.patients, studies };
+}
+
 async function put(fhir, resource, token) {
   const url = `${fhir}/${resource.resourceType}/${resource.id}`;
   const res = await fetch(url, {
@@ -152,7 +213,9 @@ export async function seed(opts = {}) {
   const o = { ...defaults(), ...opts };
   o.fhir = o.fhir.replace(/\/+$/, '');
   const manifest = typeof o.manifest === 'string' ? JSON.parse(readFileSync(o.manifest, 'utf8')) : o.manifest;
-  const { endpoints, patients, studies } = buildResources(manifest, o.archives);
+  if (o.fhirVersion !== 'r4' && o.fhirVersion !== 'stu3') throw new Error(`fhirVersion must be r4 or stu3, not ${o.fhirVersion}`);
+  const build = o.fhirVersion === 'stu3' ? buildResourcesSTU3 : buildResources;
+  const { endpoints, patients, studies } = build(manifest, o.archives);
   const log = o.quiet ? () => {} : (m) => process.stderr.write(`[seed] ${m}\n`);
   const t0 = Date.now();
   const statuses = {};
@@ -168,7 +231,8 @@ export async function seed(opts = {}) {
       imagingStudy: `ImagingStudy/${studies[k].id}`,
       patient: `Patient/${st.patient.id}`,
       studyInstanceUID: st.studyInstanceUID,
-      identifierValue: studies[k].identifier[0].value,
+      // R4: the identifier value; STU3: ImagingStudy.uid (urn:oid:<uid>)
+      identifierValue: studies[k].identifier ? studies[k].identifier[0].value : studies[k].uid,
     }])),
     statuses,
   };
@@ -187,10 +251,11 @@ function parseArgs(argv) {
       case '--a-wado-uri': o.archives.a.wadoUri = next(); break;
       case '--b-wado-uri': o.archives.b.wadoUri = next(); break;
       case '--token': o.token = next(); break;
+      case '--fhir-version': o.fhirVersion = next(); break;
       case '--quiet': o.quiet = true; break;
       case '-h': case '--help':
         process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n')
-          .filter((l) => l.startsWith('//')).slice(0, 14).map((l) => l.slice(3)).join('\n') + '\n');
+          .filter((l) => l.startsWith('//')).slice(0, 16).map((l) => l.slice(3)).join('\n') + '\n');
         process.exit(0);
       // eslint-disable-next-line no-fallthrough
       default: throw new Error(`unknown argument ${a}`);

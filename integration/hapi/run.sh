@@ -4,6 +4,7 @@
 # Environment:
 #   HAPI_PORT       listen port (default 8080)
 #   HAPI_HOST       listen address (default 127.0.0.1)
+#   HAPI_FHIR_VERSION  r4 (default) or dstu3: the FHIR version served (same build, HAPI's JpaDstu3Config)
 #   HAPI_DB_DIR     keep the H2 database in this directory (default: in memory, lost on exit)
 #   HAPI_SERVER_ADDRESS  fixed base URL for links in responses (default: taken from each request's Host header)
 #   HAPI_LOG_LEVEL  root log level (default WARN)

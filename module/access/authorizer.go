@@ -27,6 +27,7 @@ import (
 	"github.com/tidwall/gjson"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/ttlcache"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
@@ -56,6 +57,11 @@ type Config struct {
 	// OnLookup, if set, is told of every FHIR visibility look-up: its
 	// result (ok, error) and how long it took.
 	OnLookup func(result string, d time.Duration)
+	// STU3 says that the FHIR server speaks FHIR STU3: a study's UID is
+	// ImagingStudy.uid (urn:oid:<uid>), searched with "study", and its
+	// patient is ImagingStudy.patient. The look-up then asks study= first
+	// and identifier= for the UIDs that one did not show.
+	STU3 bool
 }
 
 // maxStudiesPerToken bounds the decisions remembered for one token; when
@@ -290,24 +296,59 @@ func (s *Session) keep(uids []string, seen map[string]bool) {
 }
 
 // search sends ImagingStudy?identifier=...[&patient=...] to the FHIR server
-// with the client's Authorization header and reads which of uids came back.
-// The answer is checked rather than trusted: only ImagingStudies carrying
-// one of the UIDs, and for a patient-bound grant whose subject is that
-// patient, count.
+// with the client's Authorization header and reads which of uids came back
+// (for an STU3 server ImagingStudy?study=... first, then identifier= for
+// the UIDs not seen). The answer is checked rather than trusted: only
+// ImagingStudies carrying one of the UIDs, and for a patient-bound grant
+// whose subject (STU3: patient) is that patient, count.
 func (a *Authorizer) search(ctx context.Context, header string, g Grant, uids []string) (_ map[string]bool, err error) {
 	ctx, span := telemetry.StartSpan(ctx, "fhir_imaging.access_lookup", attribute.Int("fhir_imaging.studies", len(uids)))
 	defer func() { telemetry.End(span, err) }()
 	if a.cfg.FHIRBase == "" {
 		return nil, &UnavailableError{What: "the FHIR server", Err: errors.New("no FHIR server is configured")}
 	}
+	if !a.cfg.STU3 {
+		return a.searchBy(ctx, header, g, uids, "identifier", "identifier,subject")
+	}
+	seen, err := a.searchBy(ctx, header, g, uids, "study", "uid,identifier,patient")
+	if err != nil {
+		return nil, err
+	}
+	var rest []string
+	for _, u := range uids {
+		if !seen[u] {
+			rest = append(rest, u)
+		}
+	}
+	if len(rest) == 0 {
+		return seen, nil
+	}
+	more, err := a.searchBy(ctx, header, g, rest, "identifier", "uid,identifier,patient")
+	if err != nil {
+		return nil, err
+	}
+	for u := range more {
+		seen[u] = true
+	}
+	return seen, nil
+}
+
+// searchBy sends one ImagingStudy search naming the studies with param:
+// identifier (urn:dicom:uid|urn:oid:<uid> and urn:dicom:uid|<uid>) or STU3's
+// study (urn:oid:<uid> and <uid>), asking for the elements listed.
+func (a *Authorizer) searchBy(ctx context.Context, header string, g Grant, uids []string, param, elements string) (_ map[string]bool, err error) {
 	ids := make([]string, 0, 2*len(uids))
 	for _, u := range uids {
-		ids = append(ids, "urn:dicom:uid|urn:oid:"+u, "urn:dicom:uid|"+u)
+		if param == "study" {
+			ids = append(ids, "urn:oid:"+u, u)
+		} else {
+			ids = append(ids, "urn:dicom:uid|urn:oid:"+u, "urn:dicom:uid|"+u)
+		}
 	}
 	q := url.Values{
-		"identifier": {strings.Join(ids, ",")},
-		"_elements":  {"identifier,subject"},
-		"_count":     {strconv.Itoa(4 * len(uids))},
+		param:       {strings.Join(ids, ",")},
+		"_elements": {elements},
+		"_count":    {strconv.Itoa(4 * len(uids))},
 	}
 	if g.Patient != "" {
 		q.Set("patient", g.Patient)
@@ -355,9 +396,17 @@ func visibleIn(body []byte, g Grant, uids []string) map[string]bool {
 			return true
 		}
 		if g.Patient != "" {
-			if _, rt, id := fhirjson.SplitReference(res.Get("subject.reference").String()); rt != "Patient" || id != g.Patient {
+			subject := res.Get("subject.reference").String()
+			if subject == "" {
+				subject = res.Get("patient.reference").String() // STU3
+			}
+			if _, rt, id := fhirjson.SplitReference(subject); rt != "Patient" || id != g.Patient {
 				return true
 			}
+		}
+		// STU3: ImagingStudy.uid, an oid.
+		if v := dicom.TrimOIDPrefix(res.Get("uid").String()); v != "" && slices.Contains(uids, v) {
+			seen[v] = true
 		}
 		res.Get("identifier").ForEach(func(_, idf gjson.Result) bool {
 			if idf.Get("system").String() != "urn:dicom:uid" {

@@ -6,8 +6,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 	"github.com/tidwall/gjson"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
 )
 
 // ErrMalformed is returned by Scan for a body that is not a JSON object.
@@ -231,8 +232,13 @@ func (x *Index) Add(d *Document) {
 	}
 }
 
+// validUID returns the DICOM UID that a series or instance uid carries,
+// or "" when it carries none. STU3 types series.uid and
+// series.instance.uid as oid, so there they come as "urn:oid:<uid>"; R4
+// and R5 write them bare. Both forms are read, as the study's UID is, and
+// the UID is returned without the prefix.
 func validUID(s string) string {
-	s = strings.TrimSpace(s)
+	s = dicom.TrimOIDPrefix(strings.TrimSpace(s))
 	if dicom.ValidUID(s) {
 		return s
 	}

@@ -152,7 +152,23 @@ func TestRewriteShapes(t *testing.T) {
 		{
 			file:    "stu3-uid.json",
 			missing: []string{"stu3-wado"},
-			want:    []string{"1.2.3.4.1=" + rs("1.2.3.4", "1.2.3.4.1"), "1.2.3.4.1.1=" + rs("1.2.3.4", "1.2.3.4.1", "1.2.3.4.1.1")},
+			// STU3 as written: uid, series.uid and instance.uid are oids
+			// (urn:oid:...); the URLs carry the bare UIDs.
+			want: []string{"urn:oid:1.2.3.4.1=" + rs("1.2.3.4", "1.2.3.4.1"), "urn:oid:1.2.3.4.1.1=" + rs("1.2.3.4", "1.2.3.4.1", "1.2.3.4.1.1")},
+		},
+		{
+			// The STU3 specification's own example (stu3-spec-SOURCES.md).
+			file:    "stu3-spec-imagingstudy-example-xr.json",
+			missing: []string{"example-wadors"},
+			want: []string{
+				"urn:oid:2.16.124.113543.6003.1154777499.30246.19789.3503430045.1=" + rs("2.16.124.113543.6003.1154777499.30246.19789.3503430046", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1"),
+				"urn:oid:2.16.124.113543.6003.1154777499.30246.19789.3503430045.1.1=" + rs("2.16.124.113543.6003.1154777499.30246.19789.3503430046", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1.1"),
+				"urn:oid:2.16.124.113543.6003.1154777499.30246.19789.3503430045.1.2=" + rs("2.16.124.113543.6003.1154777499.30246.19789.3503430046", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1", "2.16.124.113543.6003.1154777499.30246.19789.3503430045.1.2"),
+			},
+		},
+		{
+			// The other STU3 example names no Endpoint: nothing to inject.
+			file: "stu3-spec-imagingstudy-example.json",
 		},
 		{
 			// R5 connectionType list, contained Endpoint, an address given by

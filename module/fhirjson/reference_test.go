@@ -258,8 +258,10 @@ func (d *refDocument) series(sv gjson.Result, scope map[string]*Endpoint) *refSe
 	return se
 }
 
+// refValidUID reads a series or instance uid: bare (R4, R5) or with the
+// urn:oid: prefix of STU3's oid type, returned without it.
 func refValidUID(s string) string {
-	s = strings.TrimSpace(s)
+	s = dicom.TrimOIDPrefix(strings.TrimSpace(s))
 	if dicom.ValidUID(s) {
 		return s
 	}

@@ -67,6 +67,12 @@ type Config struct {
 	// valid UIDs, each of which would otherwise cost a FHIR search. A look-up
 	// over the bound fails with ErrBusy. Default: 50.
 	StudyLookups float64
+	// STU3 says that the FHIR server speaks FHIR STU3, where an
+	// ImagingStudy's DICOM Study Instance UID is ImagingStudy.uid (an oid),
+	// searched with the "study" parameter; R4 and later carry it in
+	// identifier, searched with "identifier". With STU3 set, a study is
+	// looked up with study= first and identifier= second.
+	STU3 bool
 }
 
 // Resolver performs and caches look-ups. It is safe for concurrent use.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,12 @@ type server struct {
 	endpoints map[string]string
 	studies   string // Bundle entries answered to every ImagingStudy search
 	refuseIDs bool   // answer 400 to Endpoint?_id searches
+	// search, when set, answers ImagingStudy searches instead of studies:
+	// the Bundle entries for the search's parameters. Each search's
+	// parameters are kept in searches.
+	search   func(q url.Values) string
+	mu       sync.Mutex
+	searches []url.Values
 }
 
 func newServer(t *testing.T) *server {
@@ -64,6 +71,11 @@ func newServer(t *testing.T) *server {
 				return
 			}
 			http.NotFound(w, r)
+		case r.URL.Path == "/fhir/ImagingStudy" && s.search != nil:
+			s.mu.Lock()
+			s.searches = append(s.searches, r.URL.Query())
+			s.mu.Unlock()
+			fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[%s]}`, s.search(r.URL.Query()))
 		case r.URL.Path == "/fhir/ImagingStudy":
 			fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[%s]}`, s.studies)
 		default:

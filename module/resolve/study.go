@@ -19,7 +19,9 @@ const maxStudyPages = 10
 
 // Study returns where the DICOM study with the given Study Instance UID is,
 // from the cache or from one FHIR search
-// (ImagingStudy?identifier=urn:dicom:uid|urn:oid:<uid>,urn:dicom:uid|<uid>&_include=ImagingStudy:endpoint).
+// (ImagingStudy?identifier=urn:dicom:uid|urn:oid:<uid>,urn:dicom:uid|<uid>&_include=ImagingStudy:endpoint;
+// for an STU3 server first ImagingStudy?study=urn:oid:<uid>,<uid>&..., see
+// studySearches).
 // All ImagingStudy resources with that UID are combined. Concurrent calls for
 // the same study share one search. The uid must already be validated.
 func (r *Resolver) Study(ctx context.Context, uid string) (_ *Study, err error) {
@@ -74,27 +76,15 @@ func (r *Resolver) fetchStudy(ctx context.Context, uid string) (*Study, error) {
 	}
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 	defer cancel()
-	q := url.Values{
-		"identifier": {"urn:dicom:uid|urn:oid:" + uid + ",urn:dicom:uid|" + uid},
-		"_include":   {"ImagingStudy:endpoint"},
-		"_count":     {"100"},
-	}
-	next := r.cfg.FHIRBase + "/ImagingStudy?" + q.Encode()
 	var docs []*fhirjson.Document
-	for page := 0; next != "" && page < maxStudyPages; page++ {
-		body, status, err := r.get(tctx, next)
-		if err != nil {
+	for _, q := range r.studySearches(uid) {
+		var err error
+		if docs, err = r.searchStudy(tctx, q); err != nil {
 			return nil, err
 		}
-		if status/100 != 2 {
-			return nil, &UpstreamError{Err: httpStatusError(status)}
+		if holds(docs, uid) {
+			break
 		}
-		doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: []string{r.base}})
-		if err != nil {
-			return nil, &UpstreamError{Err: err}
-		}
-		docs = append(docs, doc)
-		next = r.nextLink(body)
 	}
 	var missing []string
 	for _, d := range docs {
@@ -135,6 +125,64 @@ func (r *Resolver) fetchStudy(ctx context.Context, uid string) (*Study, error) {
 		}
 	}
 	return s, nil
+}
+
+// studySearches returns the searches that find the ImagingStudies of a
+// study, to be tried in order until one finds the study. R4 and later
+// carry the Study Instance UID in identifier (system urn:dicom:uid, with or
+// without urn:oid:). STU3 has it in ImagingStudy.uid, of type oid and so
+// written urn:oid:<uid>, searched with the uri parameter "study" (exact
+// match; the bare form is asked too, for data that left the prefix out);
+// STU3 data that also carries the identifier is found by the second search.
+func (r *Resolver) studySearches(uid string) []url.Values {
+	byIdentifier := url.Values{
+		"identifier": {"urn:dicom:uid|urn:oid:" + uid + ",urn:dicom:uid|" + uid},
+		"_include":   {"ImagingStudy:endpoint"},
+		"_count":     {"100"},
+	}
+	if !r.cfg.STU3 {
+		return []url.Values{byIdentifier}
+	}
+	byUID := url.Values{
+		"study":    {"urn:oid:" + uid + "," + uid},
+		"_include": {"ImagingStudy:endpoint"},
+		"_count":   {"100"},
+	}
+	return []url.Values{byUID, byIdentifier}
+}
+
+// searchStudy runs one ImagingStudy search and reads its pages.
+func (r *Resolver) searchStudy(ctx context.Context, q url.Values) ([]*fhirjson.Document, error) {
+	next := r.cfg.FHIRBase + "/ImagingStudy?" + q.Encode()
+	var docs []*fhirjson.Document
+	for page := 0; next != "" && page < maxStudyPages; page++ {
+		body, status, err := r.get(ctx, next)
+		if err != nil {
+			return nil, err
+		}
+		if status/100 != 2 {
+			return nil, &UpstreamError{Err: httpStatusError(status)}
+		}
+		doc, err := fhirjson.Scan(body, fhirjson.ScanOptions{LocalBases: []string{r.base}})
+		if err != nil {
+			return nil, &UpstreamError{Err: err}
+		}
+		docs = append(docs, doc)
+		next = r.nextLink(body)
+	}
+	return docs, nil
+}
+
+// holds reports whether docs hold an ImagingStudy of the study uid.
+func holds(docs []*fhirjson.Document, uid string) bool {
+	for _, d := range docs {
+		for _, st := range d.Studies {
+			if st.UID == uid {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // placement maps the effective Endpoints of a series (or, with se nil, of

@@ -15,6 +15,7 @@ import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
 import ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
 import ca.uhn.fhir.jpa.provider.JpaSystemProvider;
+import ca.uhn.fhir.jpa.provider.dstu3.JpaConformanceProviderDstu3;
 import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
 import ca.uhn.fhir.jpa.subscription.channel.config.SubscriptionChannelConfig;
 import ca.uhn.fhir.jpa.subscription.match.config.SubscriptionProcessorConfig;
@@ -46,16 +47,17 @@ import java.time.Duration;
 import java.util.Properties;
 
 /**
- * Spring wiring for a HAPI FHIR JPA server: FHIR R4, H2, no full-text indexing,
- * no validation, REST-hook subscriptions enabled.
+ * Spring wiring for a HAPI FHIR JPA server: FHIR R4 (or DSTU3, chosen at start, see
+ * {@link #fhirVersion()}), H2, no full-text indexing, no validation, REST-hook subscriptions enabled.
  *
- * HAPI's own configuration classes ({@link JpaR4Config}, {@link HapiJpaConfig}, ...)
+ * HAPI's own configuration classes ({@link JpaR4Config} or JpaDstu3Config, {@link HapiJpaConfig}, ...)
  * supply almost everything; this class only adds the pieces HAPI expects the
- * application to provide (database, settings, the servlet).
+ * application to provide (database, settings, the servlet). {@link Main} starts Spring with this class
+ * and one of {@link R4Config} and {@link Dstu3Config} (not nested here: Spring would
+ * register a nested configuration class with its outer one, both versions at once).
  */
 @Configuration
 @Import({
-	JpaR4Config.class,
 	HapiJpaConfig.class,
 	JpaBatch2Config.class,
 	Batch2JobsConfig.class,
@@ -65,6 +67,28 @@ import java.util.Properties;
 	SubscriptionChannelConfig.class
 })
 public class HapiServerConfig {
+
+	/**
+	 * The FHIR version served: HAPI_FHIR_VERSION (or -Dhapi.fhir.version) = r4 (default) or dstu3
+	 * (stu3 is accepted for it too). Anything else is refused at start.
+	 */
+	static String fhirVersion() {
+		String v = Settings.get("hapi.fhir.version", "HAPI_FHIR_VERSION", "r4").toLowerCase(java.util.Locale.ROOT);
+		switch (v) {
+			case "r4":
+				return "r4";
+			case "dstu3":
+			case "stu3":
+				return "dstu3";
+			default:
+				throw new IllegalArgumentException("HAPI_FHIR_VERSION must be r4 or dstu3, not " + v);
+		}
+	}
+
+	/** The version-specific configuration class for {@link #fhirVersion()}. */
+	static Class<?> versionConfig() {
+		return fhirVersion().equals("dstu3") ? Dstu3Config.class : R4Config.class;
+	}
 
 	/**
 	 * H2 in memory unless HAPI_DB_DIR (or -Dhapi.db.dir) names a directory for a file database.
@@ -197,10 +221,22 @@ public class HapiServerConfig {
 		server.registerProviders(theResourceProviderFactory.createProviders());
 		server.registerProvider(theSystemProvider);
 
-		JpaCapabilityStatementProvider capabilities = new JpaCapabilityStatementProvider(
-				server, theSystemDao, theStorageSettings, theSearchParamRegistry, theValidationSupport);
-		capabilities.setImplementationDescription("caddy-fhir-imaging HAPI FHIR JPA test server");
-		server.setServerConformanceProvider(capabilities);
+		if (fhirVersion().equals("dstu3")) {
+			// JpaCapabilityStatementProvider builds an R4 CapabilityStatement (HAPI-1800 under DSTU3).
+			@SuppressWarnings("unchecked")
+			JpaConformanceProviderDstu3 capabilities = new JpaConformanceProviderDstu3(
+					server,
+					(IFhirSystemDao<org.hl7.fhir.dstu3.model.Bundle, org.hl7.fhir.dstu3.model.Meta>) theSystemDao,
+					theStorageSettings,
+					theSearchParamRegistry);
+			capabilities.setImplementationDescription("caddy-fhir-imaging HAPI FHIR JPA test server (STU3)");
+			server.setServerConformanceProvider(capabilities);
+		} else {
+			JpaCapabilityStatementProvider capabilities = new JpaCapabilityStatementProvider(
+					server, theSystemDao, theStorageSettings, theSearchParamRegistry, theValidationSupport);
+			capabilities.setImplementationDescription("caddy-fhir-imaging HAPI FHIR JPA test server");
+			server.setServerConformanceProvider(capabilities);
+		}
 
 		thePagingProvider.setDefaultPageSize(20);
 		thePagingProvider.setMaximumPageSize(1000);

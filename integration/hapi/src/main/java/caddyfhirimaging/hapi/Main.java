@@ -28,7 +28,8 @@ public final class Main {
 		String host = Settings.get("hapi.host", "HAPI_HOST", "127.0.0.1");
 		int port = Integer.parseInt(Settings.get("hapi.port", "HAPI_PORT", "8080"));
 
-		AnnotationConfigApplicationContext spring = new AnnotationConfigApplicationContext(HapiServerConfig.class);
+		AnnotationConfigApplicationContext spring = new AnnotationConfigApplicationContext(
+				HapiServerConfig.class, HapiServerConfig.versionConfig());
 		RestfulServer restfulServer = spring.getBean(RestfulServer.class);
 
 		Server jetty = new Server();
@@ -56,7 +57,8 @@ public final class Main {
 
 		jetty.start();
 		ourLog.info(
-				"HAPI FHIR JPA server ready on http://{}:{}/fhir (H2 {}) in {} ms",
+				"HAPI FHIR JPA server ({}) ready on http://{}:{}/fhir (H2 {}) in {} ms",
+				HapiServerConfig.fhirVersion().toUpperCase(java.util.Locale.ROOT),
 				host,
 				port,
 				HapiServerConfig.jdbcUrl(),
