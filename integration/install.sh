@@ -15,7 +15,8 @@ elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1fs", b-a}'; }
 # ---- apt ---------------------------------------------------------------
 # chromium: e2e/viewer.test.mjs (/usr/bin/chromium). No font package: OHIF ships its
 # font (Inter, woff2) and libfontconfig1 pulls in fonts-dejavu-core for the rest.
-APT_PKGS=(orthanc orthanc-dicomweb dcmtk iproute2 curl jq util-linux procps ca-certificates chromium)
+# python3-venv: integration/.venv for the Python dicomweb-client (requirements.txt).
+APT_PKGS=(orthanc orthanc-dicomweb dcmtk iproute2 curl jq util-linux procps ca-certificates chromium python3 python3-venv)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -80,6 +81,21 @@ else
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_sum" > node_modules/.install-stamp
   log "npm: done in $(elapsed "$ts")"
+fi
+
+# ---- Python ------------------------------------------------------------
+# Debian's python3 (not whatever else is first on PATH), so the venv is the same on every machine.
+req_sum="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ -x .venv/bin/python ] && [ "$(cat .venv/.install-stamp 2>/dev/null)" = "$req_sum" ]; then
+  log "python: .venv up to date (requirements.txt unchanged)"
+else
+  log "python: venv + pip install -r requirements.txt in $HERE/.venv"
+  ts=$(date +%s.%N)
+  rm -rf .venv
+  /usr/bin/python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-input -r requirements.txt
+  echo "$req_sum" > .venv/.install-stamp
+  log "python: done in $(elapsed "$ts")"
 fi
 
 # ---- HAPI --------------------------------------------------------------

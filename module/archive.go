@@ -240,7 +240,7 @@ func (ar *Archive) serve(w http.ResponseWriter, r *http.Request, path, rawQuery,
 // (routed_requests_total counts it with code 0); the client is told which
 // archive failed, not how.
 func (ar *Archive) failed(w http.ResponseWriter, status int, err error) error {
-	ar.logger.Error("archive could not be reached", zap.String("archive", ar.name), zap.Bool("answer_started", status != 0), zap.Error(err))
+	ar.logger.Error("archive could not be reached", zap.Bool("answer_started", status != 0), zap.Error(err))
 	if status == 0 {
 		writeError(w, proxyStatus(err), "archive "+ar.name+" could not be reached")
 		return nil
