@@ -164,7 +164,11 @@ def _():
 def _():
     bundle = requests.get(FHIR + "/ImagingStudy", params={"_count": "100"}, headers={"Accept": "application/fhir+json"}, hooks={"response": record}).json()
     n_rs = n_uri = 0
+    ours = {s["studyInstanceUID"] for s in studies.values()}
     for e in bundle.get("entry", []):
+        ids = [i.get("value", "") for i in e["resource"].get("identifier", []) if i.get("system") == "urn:dicom:uid"]
+        if not any(v.removeprefix("urn:oid:") in ours for v in ids):
+            continue  # made by another test file, not one of the stored studies
         for se in e["resource"].get("series", []):
             for inst in se.get("instance", []):
                 for x in inst.get("extension", []):
