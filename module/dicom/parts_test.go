@@ -2,9 +2,14 @@ package dicom
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"math/rand"
 	"mime/multipart"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -78,6 +83,23 @@ func TestPartRebaser(t *testing.T) {
 	}
 }
 
+// Parts that announce their length (Orthanc's bulk data and instances do)
+// are passed without a search through them; the next part is still found.
+func TestPartRebaserAnnouncedLengths(t *testing.T) {
+	var b strings.Builder
+	for i, body := range []string{"\r\n--" + bnd + "\r\nnot a part", strings.Repeat("x", 5000), ""} {
+		fmt.Fprintf(&b, "--%s\r\nContent-Length: %d\r\nContent-Location: http://archive:8042/dicom-web/studies/1.2/bulk/%d\r\n\r\n%s\r\n", bnd, len(body), i, body)
+	}
+	b.WriteString("--" + bnd + "--\r\n")
+	in := b.String()
+	want := strings.ReplaceAll(in, "http://archive:8042/dicom-web/", "https://gw.example/wado-rs/")
+	for _, chunk := range []int{1, 4, 100, 1 << 20} {
+		if got := rebaseParts(t, in, fwd, chunk); got != want {
+			t.Errorf("chunks of %d:\n got %q\nwant %q", chunk, got, want)
+		}
+	}
+}
+
 func TestPartRebaserLeavesTheRestAlone(t *testing.T) {
 	tests := map[string]string{
 		"no rule matches": strings.ReplaceAll(orthancFrames("abc"), "archive:8042", "elsewhere:8042"),
@@ -130,4 +152,48 @@ func FuzzPartRebaser(f *testing.F) {
 			t.Fatalf("changed without an archive URL: %q -> %q", in, whole)
 		}
 	})
+}
+
+// BenchmarkPartRebaser streams a 64 MiB single-part answer of random
+// pixel data in the proxy's 32 KiB writes; its bytes per second against
+// BenchmarkPartRebaserBaseline (the same writes straight to the writer) is
+// what rebasing costs a large retrieve.
+func BenchmarkPartRebaser(b *testing.B)         { benchParts(b, benchBody(), true) }
+func BenchmarkPartRebaserBaseline(b *testing.B) { benchParts(b, benchBody(), false) }
+
+// BenchmarkPartRebaserAnnounced: the same part announcing its length, as
+// Orthanc's instance and bulk data parts do.
+func BenchmarkPartRebaserAnnounced(b *testing.B) { benchParts(b, benchAnnounced(), true) }
+
+var benchAnnounced = sync.OnceValue(func() []byte {
+	body := benchBody()
+	i := bytes.Index(body, []byte("\r\n\r\n"))
+	n := bytes.LastIndex(body, []byte("\r\n--"+bnd)) - (i + 4)
+	return slices.Concat(body[:i], []byte("\r\nContent-Length: "+strconv.Itoa(n)), body[i:])
+})
+
+var benchBody = sync.OnceValue(func() []byte {
+	pixels := make([]byte, 64<<20)
+	rand.New(rand.NewSource(1)).Read(pixels)
+	return []byte(orthancFrames(string(pixels)))
+})
+
+func benchParts(b *testing.B, body []byte, rebase bool) {
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		var w io.Writer = io.Discard
+		var p *PartRebaser
+		if rebase {
+			p, _ = NewPartRebaser(io.Discard, bnd, fwd)
+			w = p
+		}
+		for off := 0; off < len(body); off += 32 << 10 {
+			w.Write(body[off:min(off+32<<10, len(body))])
+		}
+		if p != nil {
+			p.Close()
+		}
+	}
 }
