@@ -496,14 +496,14 @@ func (h *FHIRRewrite) rewriting(r *http.Request, b bases) rewriting {
 				var b fhirjson.Bases
 				if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
 					if h.Mode == ModeDirect {
-						b.WADORS = e.Address
+						b.WADORS = directBase(e.Address)
 					} else if h.app.ArchiveFor(e.Address) != nil {
 						b.WADORS = rsBase
 					}
 				}
 				if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
 					if h.Mode == ModeDirect {
-						b.WADOURI = e.Address
+						b.WADOURI = directBase(e.Address)
 					} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
 						b.WADOURI = uriBase
 					}
@@ -528,6 +528,19 @@ func (h *FHIRRewrite) rewriting(r *http.Request, b bases) rewriting {
 		}
 	}
 	return rw
+}
+
+// directBase is the base of the URLs injected in direct mode for an
+// Endpoint address: its DICOMweb root (a trailing /studies dropped), or ""
+// (no URL) for an address with a query or fragment, which cannot be told
+// apart from the path that would follow it: the URL built on it would not
+// be the archive's.
+func directBase(address string) string {
+	root, query := fhirjson.DICOMwebRoot(address)
+	if query {
+		return ""
+	}
+	return root
 }
 
 // count records what a rewrite injected in the metrics, its span and the
@@ -560,7 +573,7 @@ func (h *FHIRRewrite) publicAddress(e fhirjson.Endpoint, rsBase, uriBase string)
 	if ar == nil {
 		return "", false
 	}
-	wadoURI := ar.WADOURI != "" && fhirjson.NormalizeBase(e.Address) == fhirjson.NormalizeBase(ar.WADOURI)
+	wadoURI := ar.WADOURI != "" && fhirjson.ArchiveKey(e.Address) == fhirjson.ArchiveKey(ar.WADOURI)
 	if wadoURI || e.Has(fhirjson.WADOURI) && !e.Has(fhirjson.WADORS) {
 		return uriBase, true
 	}
