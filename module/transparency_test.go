@@ -314,7 +314,12 @@ func TestWriteBack(t *testing.T) {
 		{"FHIRPath Patch", "PATCH", "application/fhir+json",
 			`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"ImagingStudy.series[0].extension.where(url='` + extRS + `')"}]}]}`,
 			`{"resourceType":"Parameters","parameter":[]}`},
-		{"not JSON", "PUT", "application/fhir+xml", `<ImagingStudy xmlns="http://hl7.org/fhir"><extension url="` + extRS + `"/></ImagingStudy>`, ""},
+		{"XML: nothing on the public base", "PUT", "application/fhir+xml", `<ImagingStudy xmlns="http://hl7.org/fhir"><extension url="` + extRS + `"/></ImagingStudy>`, ""},
+		{"XML: the public base swapped back", "PUT", "application/fhir+xml; charset=utf-8",
+			`<ImagingStudy xmlns="http://hl7.org/fhir"><subject><reference value="` + pub + `/Patient/p1"/></subject><!-- ` + pub + ` --></ImagingStudy>`,
+			`<ImagingStudy xmlns="http://hl7.org/fhir"><subject><reference value="` + up + `/Patient/p1"/></subject><!-- ` + pub + ` --></ImagingStudy>`},
+		{"XML over max_body_size", "PUT", "application/fhir+xml", `<ImagingStudy xmlns="http://hl7.org/fhir"><subject><reference value="` + pub + `/Patient/p1"/></subject><description value="` + strings.Repeat("x", 2100) + `"/></ImagingStudy>`, ""},
+		{"not JSON or XML", "PUT", "text/plain", `{"subject":{"reference":"` + pub + `/Patient/p1"}}`, ""},
 		{"over max_body_size", "PUT", "application/fhir+json", study(pub, `"extension":[`+ours+`],"description":"`+strings.Repeat("x", 2100)+`",`), ""},
 		{"malformed", "PUT", "application/fhir+json", `{"extension":[` + ours + `]`, ""},
 	}
