@@ -103,3 +103,29 @@ test(`[${FHIR_SERVER}] XML answers gzipped by the server, and XML errors: public
   assert.match(missing.contentType, XML_CT);
   assertNoUpstream(missing, '404');
 });
+
+test(`[${FHIR_SERVER}] XML written back with public-base references is stored as a direct one`, { skip }, async (t) => {
+  const probe = await get(`${DIRECT_FHIR}/Patient?_count=1`, { headers: { Accept: 'application/fhir+xml' } });
+  if (!hapi && !XML_CT.test(probe.contentType)) {
+    t.skip(`${FHIR_SERVER} answers ${probe.contentType} to Accept: application/fhir+xml: it does not speak XML`);
+    return;
+  }
+  const target = (await get(`${DIRECT_FHIR}/Patient?_count=1&_sort=_id`, { headers: { Accept: 'application/fhir+json' } })).json.entry[0].resource.id;
+  // What a client that read XML through the gateway writes back: references on the gateway's base.
+  const patient = (id, base) => `<Patient xmlns="http://hl7.org/fhir"><id value="${id}"/>` +
+    `<name><family value="XmlWriteBack"/></name><link><other><reference value="${base}/Patient/${target}"/></other><type value="seealso"/></link></Patient>`;
+  const put = async (fhirBase, id, refBase) => {
+    const r = await get(`${fhirBase}/Patient/${id}`, {
+      method: 'PUT', headers: { 'Content-Type': 'application/fhir+xml', Accept: 'application/fhir+xml' }, body: patient(id, refBase),
+    });
+    assert.ok(r.status === 200 || r.status === 201, `PUT ${fhirBase}/Patient/${id}: ${r.status} ${r.text.slice(0, 300)}`);
+    return r;
+  };
+  const viaGw = await put(GW_FHIR, 'xml-wb-gw', GW_FHIR);
+  assertNoUpstream(viaGw, 'XML PUT answer');
+  await put(DIRECT_FHIR, 'xml-wb-direct', DIRECT_FHIR);
+  const stored = async (id) => (await get(`${DIRECT_FHIR}/Patient/${id}`, { headers: { Accept: 'application/fhir+json' } })).json;
+  const [a, b] = [await stored('xml-wb-gw'), await stored('xml-wb-direct')];
+  assert.equal(b.link[0].other.reference, `Patient/${target}`, 'HAPI stores its own base as a relative reference');
+  assert.equal(a.link[0].other.reference, b.link[0].other.reference, 'stored as a direct write stores it');
+});
