@@ -265,15 +265,14 @@ func (h *FHIRRewrite) shouldStreamXML(status int, hdr http.Header) bool {
 // answer is decompressed as it comes and sent plain (encode compresses it
 // again).
 func (h *FHIRRewrite) startXML(sw *streamWriter, hdr http.Header, b bases) {
+	// What is held back at a time: one start tag, bounded like a body.
+	sw.xml = b.toPublicXML.NewStream(sw.client(), int(min(h.MaxBodySize, fhirxml.DefaultMaxHold)))
 	if isGzip(hdr.Get("Content-Encoding")) {
 		hdr.Del("Content-Encoding")
 		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
 			hdr.Add("Vary", "Accept-Encoding")
 		}
-		sw.xml = b.toPublicXML.NewStream(sw.client(), fhirxml.DefaultMaxHold)
 		sw.inflate = newInflater(sw.xml)
-	} else {
-		sw.xml = b.toPublicXML.NewStream(sw.client(), fhirxml.DefaultMaxHold)
 	}
 	hdr.Del("Content-Length")
 	weakenETag(hdr)
