@@ -392,7 +392,7 @@ func (a *App) Resolver() *resolve.Resolver { return a.resolver }
 
 // ArchiveFor returns the archive an Endpoint address means, or nil.
 func (a *App) ArchiveFor(address string) *Archive {
-	if n := a.addresses[fhirjson.NormalizeBase(address)]; n != "" {
+	if n := a.addresses[fhirjson.ArchiveKey(address)]; n != "" {
 		return a.Archives[n]
 	}
 	return nil

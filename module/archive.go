@@ -29,10 +29,15 @@ import (
 
 // Archive is one DICOM archive the gateway routes to.
 type Archive struct {
-	// URL is the archive's DICOMweb base URL, e.g.
-	// http://127.0.0.1:8042/dicom-web. Requests are proxied to
-	// <URL>/studies/..., and an Endpoint whose address equals it (after
-	// normalisation) means this archive.
+	// URL is the archive's DICOMweb base URL (its root), e.g.
+	// http://127.0.0.1:8042/dicom-web,
+	// http://pacs:8080/dcm4chee-arc/aets/DCM4CHEE/rs or
+	// https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb.
+	// Requests are proxied to <URL>/studies/..., and an Endpoint whose
+	// address equals it (after normalisation, see fhirjson.ArchiveKey)
+	// means this archive. A URL that ends in /studies means the root above
+	// it; a query or fragment is refused (send credentials with the
+	// proxy's request headers). Required.
 	URL string `json:"url"`
 
 	// WADOURI is the archive's WADO-URI base URL, e.g.
@@ -82,7 +87,14 @@ func (ar *Archive) provision(ctx caddy.Context, name string) error {
 	if ar.base, err = parseArchiveURL(ar.URL); err != nil {
 		return fmt.Errorf("url: %v", err)
 	}
-	ar.normalURL = fhirjson.NormalizeBase(ar.URL)
+	// An archive URL that names the studies resource means its root: the
+	// gateway appends /studies itself.
+	if root, _ := fhirjson.DICOMwebRoot(ar.URL); root != strings.TrimRight(ar.URL, "/") {
+		ar.logger.Info("archive URL ends in /studies: using its DICOMweb root", zap.String("url", root))
+		ar.URL = root
+		ar.base, _ = parseArchiveURL(root)
+	}
+	ar.normalURL = fhirjson.ArchiveKey(ar.URL)
 	if ar.WADOURI != "" {
 		if ar.uriBase, err = parseArchiveURL(ar.WADOURI); err != nil {
 			return fmt.Errorf("wado_uri: %v", err)
@@ -174,10 +186,10 @@ func (ar *Archive) Name() string { return ar.name }
 func (ar *Archive) addresses() []string {
 	out := []string{ar.normalURL}
 	if ar.WADOURI != "" {
-		out = append(out, fhirjson.NormalizeBase(ar.WADOURI))
+		out = append(out, fhirjson.ArchiveKey(ar.WADOURI))
 	}
 	for _, a := range ar.EndpointAddresses {
-		out = append(out, fhirjson.NormalizeBase(a))
+		out = append(out, fhirjson.ArchiveKey(a))
 	}
 	return out
 }

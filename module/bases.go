@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirxml"
 )
 
 // The two bases of a FHIR request, which keep the gateway transparent to
@@ -29,9 +30,16 @@ type bases struct {
 	// client's scheme and host and a trusted proxy's prefix, or the scheme
 	// and host of public_base.
 	origin string
-	// toPublic swaps upstream addresses in answers; toUpstream swaps the
-	// public base in requests and drops the injected extensions.
-	toPublic *fhirjson.Transformer
+	// toPublic swaps upstream addresses in JSON answers, toPublicXML in
+	// XML answers.
+	toPublic    *fhirjson.Transformer
+	toPublicXML *fhirxml.Rebaser
+}
+
+// rebasers are the prepared swaps of one public base, for JSON and XML.
+type rebasers struct {
+	json *fhirjson.Transformer
+	xml  *fhirxml.Rebaser
 }
 
 // publicBase returns the FHIR base URL the client called: scheme, host and
@@ -122,23 +130,30 @@ func (h *FHIRRewrite) requestBases(r *http.Request) bases {
 	if seen {
 		key += "\x00" + b.seen
 	}
-	if tr, ok := h.transformers.Get(key); ok {
-		b.toPublic = tr
+	if rbs, ok := h.transformers.Get(key); ok {
+		b.toPublic, b.toPublicXML = rbs.json, rbs.xml
 		return b
 	}
 	rules := []fhirjson.Rebase{{From: b.upstream, To: b.public}}
+	xmlRules := []fhirxml.Rebase{{From: b.upstream, To: b.public}}
 	// A FHIR server that was handed the client's Host (reverse_proxy's
 	// default) writes links on that host with its own path.
 	if seen {
 		rules = append(rules, fhirjson.Rebase{From: b.seen, To: b.public})
+		xmlRules = append(xmlRules, fhirxml.Rebase{From: b.seen, To: b.public})
 	}
 	tr, err := fhirjson.NewTransformer(rules, nil, fhirjson.NotPatch)
 	if err != nil {
 		h.logger.Debug("no rebasing for this request", zap.String("public_base", b.public), zap.Error(err))
 		return b
 	}
-	h.transformers.Put(key, tr, time.Hour)
-	b.toPublic = tr
+	rx, err := fhirxml.NewRebaser(xmlRules)
+	if err != nil {
+		h.logger.Debug("no rebasing for this request", zap.String("public_base", b.public), zap.Error(err))
+		return b
+	}
+	h.transformers.Put(key, rebasers{json: tr, xml: rx}, time.Hour)
+	b.toPublic, b.toPublicXML = tr, rx
 	return b
 }
 

@@ -287,6 +287,9 @@ func unmarshalArchive(d *caddyfile.Dispenser) (string, *Archive, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return "", nil, d.Errf("archive %s: %q is not an http or https URL", name, rawURL)
 	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", nil, d.Errf("archive %s: %q must not have a query or fragment: the gateway appends /studies/... to the URL; send credentials with header_up", name, rawURL)
+	}
 	// New tokens, placed where from was: a copy of from would keep its
 	// quoting, and a quoted "}" closes no block.
 	tok := func(from caddyfile.Token, text string, lineDelta int) caddyfile.Token {

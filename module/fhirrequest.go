@@ -17,6 +17,7 @@ import (
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/access"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirxml"
 )
 
 // The request side of fhir_rewrite: what happens to a FHIR request before
@@ -232,6 +233,9 @@ func (h *FHIRRewrite) writeBack(r *http.Request, b bases) error {
 		return nil
 	case mt == "application/json-patch+json":
 		patch = fhirjson.JSONPatch
+	case isFHIRXML(mt):
+		h.writeBackXML(r, b)
+		return nil
 	case !isFHIRJSON(mt):
 		return nil
 	}
@@ -260,6 +264,31 @@ func (h *FHIRRewrite) writeBack(r *http.Request, b bases) error {
 	}
 	setBody(r, out)
 	return nil
+}
+
+// writeBackXML swaps the public base for the upstream one in an XML body
+// written back, as writeBack does in JSON (XML answers carry the public
+// base too), up to MaxBodySize; a larger body goes on unchanged. No
+// extension is injected into XML, so none is removed.
+func (h *FHIRRewrite) writeBackXML(r *http.Request, b bases) {
+	if b.toPublicXML == nil || r.ContentLength > h.MaxBodySize {
+		return
+	}
+	rx, err := fhirxml.NewRebaser([]fhirxml.Rebase{{From: b.public, To: b.upstream}})
+	if err != nil {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.MaxBodySize+1))
+	if err != nil || int64(len(body)) > h.MaxBodySize {
+		r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		return
+	}
+	_ = r.Body.Close()
+	if out, changed := rx.Apply(body); changed {
+		h.logger.Debug("write-back: XML body rebased", zap.Int("before", len(body)), zap.Int("after", len(out)))
+		body = out
+	}
+	setBody(r, body)
 }
 
 // restoreAddresses puts back the stored address of every Endpoint (standalone

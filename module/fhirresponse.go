@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirxml"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
@@ -61,6 +62,10 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 	sw := &streamWriter{ResponseWriter: w}
 	var streamSpan trace.Span
 	decide := func(status int, hdr http.Header) bool {
+		if b.toPublicXML != nil && h.shouldStreamXML(status, hdr) {
+			h.startXML(sw, hdr, b)
+			return false
+		}
 		if !h.shouldStream(status, hdr) {
 			return h.shouldBuffer(status, hdr)
 		}
@@ -81,6 +86,9 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 	rec := &boundedRecorder{w: sw, buf: buf, limit: int(h.MaxBodySize)}
 	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(sw, buf, decide)
 	err := next.ServeHTTP(rec, r)
+	if sw.xml != nil {
+		return h.endXML(sw, err, watch, rec.Status())
+	}
 	if sw.stream != nil {
 		return h.endStream(r, sw, streamSpan, err, watch, rec.Status())
 	}
@@ -231,6 +239,73 @@ func (h *FHIRRewrite) endStream(r *http.Request, sw *streamWriter, span trace.Sp
 	h.count(span, stats, st.Studies())
 	span.SetAttributes(attribute.String("fhir_imaging.outcome", outcome), attribute.Bool("fhir_imaging.streamed", true),
 		attribute.Bool("fhir_imaging.held", st.Held()))
+	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
+	return err
+}
+
+// shouldStreamXML decides from the status and headers whether an answer is
+// a FHIR XML body whose bases are swapped as it streams (fhirxml.Stream):
+// any answer with a body (errors included, as for JSON), uncompressed or
+// gzip.
+func (h *FHIRRewrite) shouldStreamXML(status int, hdr http.Header) bool {
+	if status < 200 || status == http.StatusNoContent || status == http.StatusPartialContent || status == http.StatusNotModified {
+		return false
+	}
+	switch ce := strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))); {
+	case ce == "", ce == "identity", isGzip(ce):
+	default:
+		return false
+	}
+	return isFHIRXML(hdr.Get("Content-Type"))
+}
+
+// startXML sets up the base swap of an XML answer as it streams to the
+// client through sw. The answer's length is not known before its end, so
+// it goes without Content-Length, and a strong ETag becomes weak; a gzip
+// answer is decompressed as it comes and sent plain (encode compresses it
+// again).
+func (h *FHIRRewrite) startXML(sw *streamWriter, hdr http.Header, b bases) {
+	// What is held back at a time: one start tag, bounded like a body.
+	sw.xml = b.toPublicXML.NewStream(sw.client(), int(min(h.MaxBodySize, fhirxml.DefaultMaxHold)))
+	if isGzip(hdr.Get("Content-Encoding")) {
+		hdr.Del("Content-Encoding")
+		if !headerHasToken(hdr.Values("Vary"), "Accept-Encoding") {
+			hdr.Add("Vary", "Accept-Encoding")
+		}
+		sw.inflate = newInflater(sw.xml)
+	}
+	hdr.Del("Content-Length")
+	weakenETag(hdr)
+}
+
+// endXML finishes an XML answer whose bases were swapped as it streamed,
+// once the FHIR server's answer is complete (err is what passing it on
+// returned).
+func (h *FHIRRewrite) endXML(sw *streamWriter, err error, watch *writeWatch, status int) error {
+	if sw.inflate != nil {
+		if zerr := sw.inflate.Close(); zerr != nil && err == nil {
+			err = zerr
+		}
+	}
+	if err != nil {
+		h.app.metrics.rewrites.WithLabelValues("passthrough_broken").Inc()
+		h.logger.Error("FHIR XML answer broken off while it streamed", zap.Error(err))
+		if !sw.wrote {
+			return caddyhttp.Error(http.StatusBadGateway, err)
+		}
+		_ = http.NewResponseController(sw.ResponseWriter).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	err = sw.xml.Close()
+	sw.writeHeader() // an answer with no body
+	watch.done(h.app, status)
+	outcome := "unchanged"
+	switch {
+	case sw.xml.Malformed():
+		outcome = "passthrough_malformed"
+	case sw.xml.Rebased() > 0:
+		outcome = "rebased"
+	}
 	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
 	return err
 }
@@ -420,14 +495,14 @@ func (h *FHIRRewrite) rewriting(r *http.Request, b bases) rewriting {
 				var b fhirjson.Bases
 				if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
 					if h.Mode == ModeDirect {
-						b.WADORS = e.Address
+						b.WADORS = directBase(e.Address)
 					} else if h.app.ArchiveFor(e.Address) != nil {
 						b.WADORS = rsBase
 					}
 				}
 				if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
 					if h.Mode == ModeDirect {
-						b.WADOURI = e.Address
+						b.WADOURI = directBase(e.Address)
 					} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
 						b.WADOURI = uriBase
 					}
@@ -452,6 +527,19 @@ func (h *FHIRRewrite) rewriting(r *http.Request, b bases) rewriting {
 		}
 	}
 	return rw
+}
+
+// directBase is the base of the URLs injected in direct mode for an
+// Endpoint address: its DICOMweb root (a trailing /studies dropped), or ""
+// (no URL) for an address with a query or fragment, which cannot be told
+// apart from the path that would follow it: the URL built on it would not
+// be the archive's.
+func directBase(address string) string {
+	root, query := fhirjson.DICOMwebRoot(address)
+	if query {
+		return ""
+	}
+	return root
 }
 
 // count records what a rewrite injected in the metrics, its span and the
@@ -484,7 +572,7 @@ func (h *FHIRRewrite) publicAddress(e fhirjson.Endpoint, rsBase, uriBase string)
 	if ar == nil {
 		return "", false
 	}
-	wadoURI := ar.WADOURI != "" && fhirjson.NormalizeBase(e.Address) == fhirjson.NormalizeBase(ar.WADOURI)
+	wadoURI := ar.WADOURI != "" && fhirjson.ArchiveKey(e.Address) == fhirjson.ArchiveKey(ar.WADOURI)
 	if wadoURI || e.Has(fhirjson.WADOURI) && !e.Has(fhirjson.WADORS) {
 		return uriBase, true
 	}

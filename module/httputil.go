@@ -33,6 +33,20 @@ func isFHIRJSON(ct string) bool {
 	return false
 }
 
+// isFHIRXML reports whether a Content-Type is FHIR XML (or plain XML, which
+// FHIR servers also answer with).
+func isFHIRXML(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "application/fhir+xml", "application/xml+fhir", "application/xml", "text/xml":
+		return true
+	}
+	return false
+}
+
 func headerHasToken(values []string, token string) bool {
 	for _, v := range values {
 		for _, part := range strings.Split(v, ",") {

@@ -117,7 +117,7 @@ type FHIRRewrite struct {
 	logger     *zap.Logger
 	// transformers holds the rebase rules prepared for the public bases
 	// seen lately: they depend on the request's host and prefix only.
-	transformers *ttlcache.Cache[*fhirjson.Transformer]
+	transformers *ttlcache.Cache[rebasers]
 }
 
 // levelNames are the values of FHIRRewrite.Levels.
@@ -188,7 +188,7 @@ func (h *FHIRRewrite) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.reads = &http.Client{Timeout: time.Duration(h.app.LookupTimeout)}
-	h.transformers = ttlcache.New[*fhirjson.Transformer](64, time.Now)
+	h.transformers = ttlcache.New[rebasers](64, time.Now)
 	if h.app.FHIR != "" {
 		h.localBases = []string{fhirjson.NormalizeBase(h.app.FHIR)}
 		if i := strings.Index(h.app.FHIR, "://"); i >= 0 {

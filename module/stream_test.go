@@ -46,6 +46,9 @@ func newSlowFHIR(t *testing.T) *slowFHIR {
 		}
 		body = strings.ReplaceAll(body, "UPSTREAM", "http://"+r.Host)
 		w.Header().Set("Content-Type", "application/fhir+json;charset=UTF-8")
+		if strings.HasPrefix(body, "<") {
+			w.Header().Set("Content-Type", "application/fhir+xml;charset=UTF-8")
+		}
 		w.Header().Set("ETag", `"7"`)
 		if f.gzip.Load() && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 			var zb bytes.Buffer
@@ -97,6 +100,18 @@ func observationBundle(n int) string {
 		fmt.Fprintf(&b, `{"fullUrl":"UPSTREAM/fhir/Observation/o%d","resource":{"resourceType":"Observation","id":"o%d","status":"final","subject":{"reference":"Patient/p"},"valueQuantity":{"value":%d}}}`, i, i, i)
 	}
 	b.WriteString(`]}`)
+	return b.String()
+}
+
+// observationBundleXML is observationBundle in FHIR XML, its links with
+// &amp; in them.
+func observationBundleXML(n int) string {
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><Bundle xmlns="http://hl7.org/fhir"><type value="searchset"/><link><relation value="next"/><url value="UPSTREAM/fhir?_getpages=x&amp;_getpagesoffset=20&amp;_count=20"/></link>`)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `<entry><fullUrl value="UPSTREAM/fhir/Observation/o%d"/><resource><Observation xmlns="http://hl7.org/fhir"><id value="o%d"/><status value="final"/><subject><reference value="UPSTREAM/fhir/Patient/p"/></subject><valueQuantity><value value="%d"/></valueQuantity></Observation></resource></entry>`, i, i, i)
+	}
+	b.WriteString(`</Bundle>`)
 	return b.String()
 }
 
@@ -370,5 +385,50 @@ func TestRewriteStreamsGzip(t *testing.T) {
 	}
 	if left > 0 {
 		t.Errorf("%d decompressing goroutines left after the broken answers", left)
+	}
+}
+
+// TestRewriteStreamsXML: an XML Bundle reaches the client rebased while the
+// FHIR server is still sending it, plain or gzip; a broken gzip answer is
+// cut off for the client too.
+func TestRewriteStreamsXML(t *testing.T) {
+	f := newSlowFHIR(t)
+	f.bodies["/fhir/Observation"] = observationBundleXML(2000)
+	gw := slowGateway(t, f, "")
+	want := strings.ReplaceAll(f.bodies["/fhir/Observation"], "UPSTREAM", gw)
+	for _, gz := range []bool{false, true} {
+		f.gzip.Store(gz)
+		req, _ := http.NewRequest("GET", gw+"/fhir/Observation", nil)
+		req.Header.Set("Accept-Encoding", map[bool]string{false: "identity", true: "gzip"}[gz])
+		resp, err := http.DefaultTransport.RoundTrip(req) // no transparent decompression
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cl, etag, ce := resp.Header.Get("Content-Length"), resp.Header.Get("ETag"), resp.Header.Get("Content-Encoding"); cl != "" || etag != `W/"7"` || ce != "" {
+			t.Errorf("gzip %v: Content-Length %q, ETag %q, Content-Encoding %q: want none, a weak one, none", gz, cl, etag, ce)
+		}
+		c := collect(resp.Body)
+		if n := len(c.after(400 * time.Millisecond)); n < len(want)/4 {
+			t.Errorf("gzip %v: %d bytes out before the FHIR server sent its second half", gz, n)
+		}
+		f.release <- struct{}{}
+		if got := string(c.all(t)); got != want {
+			t.Errorf("gzip %v: streamed body differs from the rebased one (%d bytes, want %d)", gz, len(got), len(want))
+		}
+		resp.Body.Close()
+	}
+	f.corrupt.Store(true)
+	req, _ := http.NewRequest("GET", gw+"/fhir/Observation", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	c := collect(resp.Body)
+	f.release <- struct{}{}
+	c.all(t)
+	if c.err == io.EOF {
+		t.Errorf("a broken gzip XML answer ended as if complete (%d bytes)", c.buf.Len())
 	}
 }

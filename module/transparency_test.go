@@ -70,8 +70,11 @@ func (s *selfFHIR) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if r.URL.Query().Get("_format") == "xml" {
+			// a page as HAPI writes it in XML, in parts, gzipped when asked
 			h.Set("Content-Type", "application/fhir+xml;charset=UTF-8")
-			fmt.Fprintf(w, `<Patient xmlns="http://hl7.org/fhir"><link><other><reference value="%s/Patient/p0"/></other></link></Patient>`, base)
+			page := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?><Bundle xmlns="http://hl7.org/fhir"><link><relation value="next"/><url value="%[1]s?_getpages=x&amp;_getpagesoffset=1&amp;_count=1&amp;_format=xml"/></link>`+
+				`<entry><fullUrl value="%[1]s/Patient/p1"/><resource><Patient xmlns="http://hl7.org/fhir"><text><div xmlns="http://www.w3.org/1999/xhtml"><a href="%[1]s/Patient/p1">p1</a></div></text><link><other><reference value="%[1]s/Patient/p0"/></other></link></Patient></resource></entry></Bundle>`, base)
+			writeParts(w, r, []byte(page))
 			return
 		}
 		h.Set("Content-Type", "application/fhir+json;charset=UTF-8")
@@ -82,21 +85,26 @@ func (s *selfFHIR) serve(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/fhir+json;charset=UTF-8")
 		h.Set("Link", fmt.Sprintf(`<%s?_getpages=x&_getpagesoffset=2>; rel="next"`, base))
 		page := fmt.Sprintf(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"%[1]s/Patient?_count=1"},{"relation":"next","url":"%[1]s?_getpages=x&_getpagesoffset=1&_count=1"}],"entry":[{"fullUrl":"%[1]s/Patient/p1","resource":{"resourceType":"Patient","id":"p1","managingOrganization":{"reference":"%[1]s/Organization/o"}}}]}`, base)
-		var out []byte = []byte(page)
-		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-			var zb bytes.Buffer
-			zw := gzip.NewWriter(&zb)
-			zw.Write(out)
-			zw.Close()
-			out = zb.Bytes()
-			h.Set("Content-Encoding", "gzip")
-		}
-		for len(out) > 0 {
-			n := min(50, len(out))
-			w.Write(out[:n])
-			w.(http.Flusher).Flush()
-			out = out[n:]
-		}
+		writeParts(w, r, []byte(page))
+	}
+}
+
+// writeParts writes out in parts of 50 bytes, each flushed (so chunked),
+// gzipped when the request accepts gzip.
+func writeParts(w http.ResponseWriter, r *http.Request, out []byte) {
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		zw.Write(out)
+		zw.Close()
+		out = zb.Bytes()
+		w.Header().Set("Content-Encoding", "gzip")
+	}
+	for len(out) > 0 {
+		n := min(50, len(out))
+		w.Write(out[:n])
+		w.(http.Flusher).Flush()
+		out = out[n:]
 	}
 }
 
@@ -123,6 +131,13 @@ func noUpstream(t *testing.T, what string, s *selfFHIR, resp *http.Response, bod
 			}
 		}
 	}
+}
+
+// noUpstreamXML is noUpstream for an XML body, whose narrative may name the
+// upstream: only attribute values of FHIR elements are rebased.
+func noUpstreamXML(t *testing.T, what string, s *selfFHIR, resp *http.Response, body []byte) {
+	t.Helper()
+	noUpstream(t, what, s, resp, bytes.ReplaceAll(body, []byte(`<a href="`+s.URL+`/fhir/Patient/p1">`), nil))
 }
 
 // TestRebaseAnswerShapes: the upstream's own base never reaches the client,
@@ -190,13 +205,32 @@ func TestRebaseAnswerShapes(t *testing.T) {
 			t.Errorf("body %s", body)
 		}
 	})
-	t.Run("XML body passes unchanged, headers rebased", func(t *testing.T) {
-		resp, body := get(t, gw+"/fhir/Patient/p1?_format=xml")
-		if !bytes.Contains(body, []byte(s.URL+"/fhir/Patient/p0")) {
-			t.Errorf("XML body changed: %s", body)
-		}
-		if resp.Header.Get("Content-Location") != pub+"/Patient/p1/_history/2" {
-			t.Errorf("Content-Location %q", resp.Header.Get("Content-Location"))
+	t.Run("XML body rebased as it streams, headers rebased", func(t *testing.T) {
+		for _, enc := range []string{"identity", "gzip"} {
+			resp, body := do(t, http.MethodGet, gw+"/fhir/Patient/p1?_format=xml", nil, "Accept-Encoding", enc)
+			if sent := s.last().hdr.Get("Accept-Encoding"); enc == "gzip" && sent != "gzip" {
+				t.Errorf("%s: the FHIR server was sent Accept-Encoding %q: its gzip is not undone by the gateway", enc, sent)
+			}
+			noUpstreamXML(t, "XML "+enc, s, resp, body)
+			for _, want := range []string{
+				`<url value="` + pub + `?_getpages=x&amp;_getpagesoffset=1&amp;_count=1&amp;_format=xml"/>`,
+				`<fullUrl value="` + pub + `/Patient/p1"/>`,
+				`<reference value="` + pub + `/Patient/p0"/>`,
+				`<a href="` + s.URL + `/fhir/Patient/p1">`, // the narrative is the server's own words
+			} {
+				if !bytes.Contains(body, []byte(want)) {
+					t.Errorf("%s: missing %s in %s", enc, want, body)
+				}
+			}
+			if ce := resp.Header.Get("Content-Encoding"); ce != "" {
+				t.Errorf("%s: Content-Encoding %q of a body sent plain", enc, ce)
+			}
+			if resp.Header.Get("Content-Location") != pub+"/Patient/p1/_history/2" {
+				t.Errorf("Content-Location %q", resp.Header.Get("Content-Location"))
+			}
+			if resp.Header.Get("ETag") != `W/"2"` {
+				t.Errorf("ETag %q", resp.Header.Get("ETag"))
+			}
 		}
 	})
 	t.Run("create, Prefer return=minimal", func(t *testing.T) {
@@ -280,7 +314,12 @@ func TestWriteBack(t *testing.T) {
 		{"FHIRPath Patch", "PATCH", "application/fhir+json",
 			`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"ImagingStudy.series[0].extension.where(url='` + extRS + `')"}]}]}`,
 			`{"resourceType":"Parameters","parameter":[]}`},
-		{"not JSON", "PUT", "application/fhir+xml", `<ImagingStudy xmlns="http://hl7.org/fhir"><extension url="` + extRS + `"/></ImagingStudy>`, ""},
+		{"XML: nothing on the public base", "PUT", "application/fhir+xml", `<ImagingStudy xmlns="http://hl7.org/fhir"><extension url="` + extRS + `"/></ImagingStudy>`, ""},
+		{"XML: the public base swapped back", "PUT", "application/fhir+xml; charset=utf-8",
+			`<ImagingStudy xmlns="http://hl7.org/fhir"><subject><reference value="` + pub + `/Patient/p1"/></subject><!-- ` + pub + ` --></ImagingStudy>`,
+			`<ImagingStudy xmlns="http://hl7.org/fhir"><subject><reference value="` + up + `/Patient/p1"/></subject><!-- ` + pub + ` --></ImagingStudy>`},
+		{"XML over max_body_size", "PUT", "application/fhir+xml", `<ImagingStudy xmlns="http://hl7.org/fhir"><subject><reference value="` + pub + `/Patient/p1"/></subject><description value="` + strings.Repeat("x", 2100) + `"/></ImagingStudy>`, ""},
+		{"not JSON or XML", "PUT", "text/plain", `{"subject":{"reference":"` + pub + `/Patient/p1"}}`, ""},
 		{"over max_body_size", "PUT", "application/fhir+json", study(pub, `"extension":[`+ours+`],"description":"`+strings.Repeat("x", 2100)+`",`), ""},
 		{"malformed", "PUT", "application/fhir+json", `{"extension":[` + ours + `]`, ""},
 	}

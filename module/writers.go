@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirjson"
+	"github.com/fhirimaging/caddy-fhir-imaging/module/fhirxml"
 )
 
 // The ResponseWriters the handlers wrap around an answer: to change its
@@ -128,20 +129,22 @@ func (b *boundedRecorder) captured() bool {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// streamWriter passes an answer on, through a fhirjson.Stream once one is
-// set (when its header is written), or as it is otherwise. With a Stream,
-// the header is held until the Stream writes its first byte (or ends), so
-// that it can still be made to fit what the Stream writes.
+// streamWriter passes an answer on, through a fhirjson.Stream or an
+// fhirxml.Stream once one is set (when its header is written), or as it is
+// otherwise. With a Stream, the header is held until the Stream writes its
+// first byte (or ends), so that it can still be made to fit what the Stream
+// writes.
 type streamWriter struct {
 	http.ResponseWriter
 	stream  *fhirjson.Stream
-	inflate *inflater // set for a gzip answer: decompressed into stream
+	xml     *fhirxml.Stream
+	inflate *inflater // set for a gzip answer: decompressed into stream or xml
 	status  int       // the status held while the Stream decides
 	wrote   bool      // the header went out
 }
 
 func (s *streamWriter) WriteHeader(status int) {
-	if s.stream != nil && status >= 200 {
+	if (s.stream != nil || s.xml != nil) && status >= 200 {
 		s.status = status
 		return
 	}
@@ -154,6 +157,8 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 		return s.inflate.Write(p)
 	case s.stream != nil:
 		return s.stream.Write(p)
+	case s.xml != nil:
+		return s.xml.Write(p)
 	}
 	return s.ResponseWriter.Write(p)
 }
@@ -187,7 +192,7 @@ func (s *streamWriter) ReadFrom(r io.Reader) (int64, error) {
 // FlushError flushes what went out to the client; while the header is held
 // there is nothing to flush (a flush would send it).
 func (s *streamWriter) FlushError() error {
-	if s.stream != nil && !s.wrote {
+	if (s.stream != nil || s.xml != nil) && !s.wrote {
 		return nil
 	}
 	return http.NewResponseController(s.ResponseWriter).Flush()

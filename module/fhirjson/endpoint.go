@@ -44,8 +44,61 @@ type Endpoint struct {
 	// slash removed.
 	Address string
 	// Types lists the recognised connection type codes of the Endpoint, from
-	// an R4/STU3 Coding or an R5 list of CodeableConcept.
+	// an R4/STU3 Coding or an R5 list of CodeableConcept. An Endpoint with
+	// no connection type of the standard code system (none at all, or only
+	// local codes) whose payload MIME types (R4 payloadMimeType, R5
+	// payload.mimeType) include a DICOM one is taken for a WADO-RS
+	// Endpoint (see dicomPayload).
 	Types []ConnectionType
+}
+
+// DICOMwebRoot returns the root that an Endpoint address names, the base
+// below which /studies/... is found: the address without its query and
+// fragment, without a trailing slash, and without a trailing /studies
+// segment (some Endpoints name the studies resource rather than the
+// root). query reports whether the address had a query or a fragment,
+// which the gateway never sends anywhere.
+func DICOMwebRoot(address string) (root string, query bool) {
+	root = strings.TrimSpace(address)
+	if i := strings.IndexAny(root, "?#"); i >= 0 {
+		root, query = root[:i], true
+	}
+	root = strings.TrimRight(root, "/")
+	if i := strings.Index(root, "://"); i >= 0 {
+		if p := strings.LastIndexByte(root, '/'); p > i+2 && root[p:] == "/studies" {
+			root = strings.TrimRight(root[:p], "/")
+		}
+	}
+	return root, query
+}
+
+// ArchiveKey returns the form in which an Endpoint address is compared with
+// the addresses of the configured archives: its DICOMweb root
+// (DICOMwebRoot), normalised (NormalizeBase). An address with a query or
+// fragment is compared without it.
+func ArchiveKey(address string) string {
+	root, _ := DICOMwebRoot(address)
+	return NormalizeBase(root)
+}
+
+// dicomPayload reports whether a payload MIME type (parameters and letter
+// case aside) is one that only a DICOM web service serves: DICOM
+// (application/dicom), DICOM JSON or XML, or multipart/related of DICOM.
+func dicomPayload(mt string) bool {
+	mt = strings.ToLower(mt)
+	base, params, _ := strings.Cut(mt, ";")
+	switch strings.TrimSpace(base) {
+	case "application/dicom", "application/dicom+json", "application/dicom+xml":
+		return true
+	case "multipart/related":
+		for _, p := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(p, "=")
+			if strings.TrimSpace(k) == "type" && strings.HasPrefix(strings.Trim(strings.TrimSpace(v), `"`), "application/dicom") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Active reports whether the Endpoint may be used at all.
@@ -77,6 +130,7 @@ func parseEndpoint(r gjson.Result) (Endpoint, bool) {
 		Address: strings.TrimRight(strings.TrimSpace(r.Get("address").String()), "/"),
 	}
 	ct := r.Get("connectionType")
+	otherType := false // a connection type of the standard code system that is not DICOM
 	addCoding := func(c gjson.Result) {
 		if !connectionTypeSystems[c.Get("system").String()] {
 			return
@@ -86,6 +140,9 @@ func parseEndpoint(r gjson.Result) (Endpoint, bool) {
 			if !e.Has(t) {
 				e.Types = append(e.Types, t)
 			}
+		case "":
+		default:
+			otherType = true
 		}
 	}
 	switch {
@@ -105,6 +162,28 @@ func parseEndpoint(r gjson.Result) (Endpoint, bool) {
 			})
 		} else {
 			addCoding(ct)
+		}
+	}
+	if len(e.Types) == 0 && !otherType {
+		// No connection type of the standard code system (none at all, or
+		// local codes only): DICOM payloads (R4 payloadMimeType, R5
+		// payload.mimeType) make it a DICOMweb (WADO-RS) Endpoint.
+		// WADO-URI, a legacy service, must be named by its connection
+		// type.
+		dicom := false
+		r.Get("payloadMimeType").ForEach(func(_, m gjson.Result) bool {
+			dicom = dicomPayload(m.String())
+			return !dicom
+		})
+		r.Get("payload").ForEach(func(_, p gjson.Result) bool {
+			p.Get("mimeType").ForEach(func(_, m gjson.Result) bool {
+				dicom = dicom || dicomPayload(m.String())
+				return !dicom
+			})
+			return !dicom
+		})
+		if dicom {
+			e.Types = []ConnectionType{WADORS}
 		}
 	}
 	return e, true

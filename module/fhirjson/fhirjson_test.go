@@ -328,11 +328,55 @@ func TestEndpointParsing(t *testing.T) {
 		{`{"resourceType":"Endpoint","id":"foreign","status":"active","connectionType":{"system":"http://example.org/cs","code":"dicom-wado-rs"},"address":"http://h"}`,
 			Endpoint{ID: "foreign", Status: "active", Address: "http://h"}, true},
 		{`{"resourceType":"Patient","id":"p"}`, Endpoint{}, false},
+		// Payload MIME types name a DICOMweb Endpoint when no standard
+		// connection type does.
+		{`{"resourceType":"Endpoint","id":"r5-payload","status":"active","connectionType":[{"coding":[{"system":"urn:local","code":"pacs"}]}],"payload":[{"type":[{"text":"images"}]},{"mimeType":["text/plain","Application/DICOM; transfer-syntax=*"]}],"address":"http://h/dw"}`,
+			Endpoint{ID: "r5-payload", Status: "active", Address: "http://h/dw", Types: []ConnectionType{WADORS}}, true},
+		{`{"resourceType":"Endpoint","id":"r4-payload","status":"active","payloadMimeType":["multipart/related; type=\"application/dicom\""],"address":"http://h/dw"}`,
+			Endpoint{ID: "r4-payload", Status: "active", Address: "http://h/dw", Types: []ConnectionType{WADORS}}, true},
+		{`{"resourceType":"Endpoint","id":"dicom-json","status":"active","payloadMimeType":["application/dicom+json"],"address":"http://h/dw"}`,
+			Endpoint{ID: "dicom-json", Status: "active", Address: "http://h/dw", Types: []ConnectionType{WADORS}}, true},
+		{`{"resourceType":"Endpoint","id":"not-dicom","status":"active","payloadMimeType":["application/fhir+json","multipart/related; type=text/html"],"address":"http://h/dw"}`,
+			Endpoint{ID: "not-dicom", Status: "active", Address: "http://h/dw"}, true},
+		{`{"resourceType":"Endpoint","id":"xds","status":"active","connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"ihe-xds"},"payloadMimeType":["application/dicom"],"address":"http://h/dw"}`,
+			Endpoint{ID: "xds", Status: "active", Address: "http://h/dw"}, true},
+		{`{"resourceType":"Endpoint","id":"uri","status":"active","connectionType":{"code":"dicom-wado-uri"},"payloadMimeType":["application/dicom"],"address":"http://h/wado"}`,
+			Endpoint{ID: "uri", Status: "active", Address: "http://h/wado", Types: []ConnectionType{WADOURI}}, true},
 	}
 	for _, tt := range tests {
 		got, ok := ParseEndpoint(tt.json)
 		if ok != tt.ok || fmt.Sprint(got) != fmt.Sprint(tt.want) {
 			t.Errorf("ParseEndpoint(%s) = %+v, %v; want %+v, %v", tt.json, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestDICOMwebRoot(t *testing.T) {
+	for _, tt := range []struct {
+		in, root string
+		query    bool
+		key      string
+	}{
+		{"http://h/dicom-web", "http://h/dicom-web", false, "http://h/dicom-web"},
+		{" HTTP://H:80/dicom-web/studies/ ", "HTTP://H:80/dicom-web", false, "http://h/dicom-web"},
+		{"http://h/dicom-web/studies", "http://h/dicom-web", false, "http://h/dicom-web"},
+		{"http://h/dicom-web/Studies", "http://h/dicom-web/Studies", false, "http://h/dicom-web/Studies"},
+		{"http://h/dicom-web/mystudies", "http://h/dicom-web/mystudies", false, "http://h/dicom-web/mystudies"},
+		{"http://h/studies", "http://h", false, "http://h"},
+		{"http://studies", "http://studies", false, "http://studies"},
+		{"http://h/wado?requestType=WADO", "http://h/wado", true, "http://h/wado"},
+		{"http://h/dicom-web/studies?x=1#f", "http://h/dicom-web", true, "http://h/dicom-web"},
+		{"http://h/dcm4chee-arc/aets/DCM4CHEE/rs/", "http://h/dcm4chee-arc/aets/DCM4CHEE/rs", false, "http://h/dcm4chee-arc/aets/DCM4CHEE/rs"},
+		{"https://healthcare.googleapis.com:443/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb/studies",
+			"https://healthcare.googleapis.com:443/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb", false,
+			"https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"},
+	} {
+		root, query := DICOMwebRoot(tt.in)
+		if root != tt.root || query != tt.query {
+			t.Errorf("DICOMwebRoot(%q) = %q, %v; want %q, %v", tt.in, root, query, tt.root, tt.query)
+		}
+		if key := ArchiveKey(tt.in); key != tt.key {
+			t.Errorf("ArchiveKey(%q) = %q, want %q", tt.in, key, tt.key)
 		}
 	}
 }

@@ -193,10 +193,10 @@ func (r *Resolver) placement(st *fhirjson.Study, se *fhirjson.Series, fetched ma
 	}
 	var p Placement
 	if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
-		p.WADORS = r.cfg.Archive(fhirjson.NormalizeBase(e.Address))
+		p.WADORS = r.cfg.Archive(fhirjson.ArchiveKey(e.Address))
 	}
 	if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
-		p.WADOURI = r.cfg.Archive(fhirjson.NormalizeBase(e.Address))
+		p.WADOURI = r.cfg.Archive(fhirjson.ArchiveKey(e.Address))
 	}
 	return p
 }
