@@ -1,0 +1,147 @@
+// register_imaging_study (caddyfile/examples/stack.Caddyfile turns it on): a study
+// made here with dcmtk's dump2dcm and stored with dicomweb-client's storeInstances
+// THROUGH THE GATEWAY is at once an ImagingStudy in FHIR (found with fhir-kit-client
+// through the gateway) whose injected WADO-RS URLs retrieve the very bytes stored;
+// storing the same instance again leaves its version as it was; storing another
+// instance into it updates it (a new version listing the instance).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeClient, sha256, fetchMultipart } from './lib/dicomweb.mjs';
+import {
+  FHIR_SERVER, GW_DICOMWEB, DIRECT_FHIR, EXT_WADO_RS, skip, manifest, fhirClient, ext, get,
+} from './lib/env.mjs';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const ORTHANC_A = process.env.ORTHANC_A_URL || 'http://127.0.0.1:18042';
+const ORTHANC_A_DICOMWEB = process.env.ORTHANC_A_DICOMWEB || `${ORTHANC_A}/dicom-web`;
+const root = manifest.uidRoot;
+const study = `${root}.77`;
+const series = `${study}.1`;
+const patientId = 'pat-s4'; // a Patient the seed made (identifier value pat-s4)
+
+/** One CT instance of the study, made with dump2dcm: a Part 10 file as a Buffer. */
+function makeInstance(dir, n) {
+  const raw = join(dir, `${n}.raw`);
+  const px = Buffer.alloc(64 * 64 * 2);
+  for (let i = 0; i < 64 * 64; i++) px.writeUInt16LE((i * 7 + n * 401) % 4096, i * 2);
+  writeFileSync(raw, px);
+  const dump = [
+    '(0002,0010) UI =LittleEndianExplicit',
+    '(0008,0016) UI ' + CT,
+    `(0008,0018) UI ${series}.${n}`,
+    '(0008,0020) DA [20240601]',
+    '(0008,0030) TM [093000]',
+    '(0008,0060) CS [CT]',
+    '(0008,1030) LO [Registered through the gateway]',
+    '(0008,103e) LO [Stored series]',
+    '(0010,0010) PN [Synthetic^Dave]',
+    `(0010,0020) LO [${patientId}]`,
+    `(0020,000d) UI ${study}`,
+    `(0020,000e) UI ${series}`,
+    '(0020,0011) IS [3]',
+    `(0020,0013) IS [${n}]`,
+    '(0028,0002) US 1',
+    '(0028,0004) CS [MONOCHROME2]',
+    '(0028,0010) US 64',
+    '(0028,0011) US 64',
+    '(0028,0100) US 16',
+    '(0028,0101) US 12',
+    '(0028,0102) US 11',
+    '(0028,0103) US 0',
+    `(7fe0,0010) OW =${raw}`,
+  ].join('\n');
+  writeFileSync(join(dir, `${n}.dump`), dump + '\n');
+  execFileSync('dump2dcm', ['-q', '+te', join(dir, `${n}.dump`), join(dir, `${n}.dcm`)]);
+  return readFileSync(join(dir, `${n}.dcm`));
+}
+
+const arrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length);
+
+/** The ImagingStudies of the study, found through the gateway. */
+async function studies(fhir) {
+  const bundle = await fhir.search({ resourceType: 'ImagingStudy', searchParams: { identifier: `urn:dicom:uid|urn:oid:${study}` } });
+  return (bundle.entry || []).map((e) => e.resource).filter((r) => r.resourceType === 'ImagingStudy');
+}
+
+test(`[${FHIR_SERVER}] a study stored through the gateway is registered as an ImagingStudy at once, idempotently`, { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'register-'));
+  const dw = makeClient(GW_DICOMWEB);
+  const fhir = fhirClient();
+  let registered;
+  try {
+    const first = makeInstance(dir, 1);
+    const second = makeInstance(dir, 2);
+    assert.equal((await studies(fhir)).length, 0, 'the study is not in FHIR before it is stored');
+
+    await dw.storeInstances({ datasets: [arrayBuffer(first)] });
+    let found = await studies(fhir);
+    assert.equal(found.length, 1, 'one ImagingStudy right after the store');
+    registered = found[0];
+    const v1 = registered.meta?.versionId;
+    assert.ok(v1, 'the ImagingStudy has a versionId');
+
+    // What it says, from the archive's own facts.
+    const patients = await fhir.search({ resourceType: 'Patient', searchParams: { identifier: patientId } });
+    assert.equal(patients.entry?.length, 1, 'the seeded Patient is found by the DICOM PatientID');
+    assert.equal(registered.subject?.reference, `Patient/${patients.entry[0].resource.id}`);
+    assert.equal(registered.status, 'available');
+    assert.equal(registered.started, '2024-06-01');
+    assert.deepEqual(registered.modality?.map((m) => m.code), ['CT']);
+    assert.equal(registered.numberOfSeries, 1);
+    assert.equal(registered.numberOfInstances, 1);
+    assert.equal(registered.series.length, 1);
+    const se = registered.series[0];
+    assert.equal(se.uid, series);
+    assert.equal(se.number, 3);
+    assert.equal(se.modality?.code, 'CT');
+    assert.deepEqual(se.instance.map((i) => [i.uid, i.number, i.sopClass?.code]), [[`${series}.1`, 1, `urn:oid:${CT}`]]);
+
+    // Its Endpoint: the store archive's dicom-wado-rs Endpoint, as the FHIR server keeps it.
+    const epRef = registered.endpoint?.[0]?.reference;
+    assert.match(epRef || '', /^Endpoint\/[^/]+$/);
+    const ep = await get(`${DIRECT_FHIR}/${epRef}`, { headers: { Accept: 'application/fhir+json' } });
+    assert.equal(ep.status, 200);
+    assert.equal(ep.json.connectionType?.code, 'dicom-wado-rs');
+    assert.equal(ep.json.status, 'active');
+    assert.equal(ep.json.address.replace(/\/+$/, ''), ORTHANC_A_DICOMWEB, 'the Endpoint is the store archive (orthanc-a)');
+
+    // The injected URL retrieves the bytes that were stored.
+    const url = ext(se.instance[0], EXT_WADO_RS)[0]?.valueUrl;
+    assert.ok(url, 'a WADO-RS URL is injected for the instance');
+    const back = await fetchMultipart(url);
+    assert.equal(back.status, 200);
+    assert.equal(back.parts.length, 1);
+    assert.equal(sha256(back.parts[0].body), sha256(first), 'the injected URL retrieves the stored bytes (SHA-256)');
+
+    // Storing it again changes nothing.
+    await dw.storeInstances({ datasets: [arrayBuffer(first)] });
+    found = await studies(fhir);
+    assert.equal(found.length, 1);
+    assert.equal(found[0].meta?.versionId, v1, 'storing the same instance again leaves the version as it was');
+
+    // Storing another instance into it updates it.
+    await dw.storeInstances({ datasets: [arrayBuffer(second)] });
+    found = await studies(fhir);
+    assert.equal(found.length, 1);
+    registered = found[0];
+    assert.notEqual(registered.meta?.versionId, v1, 'a new instance makes a new version');
+    assert.equal(registered.numberOfInstances, 2);
+    assert.deepEqual(registered.series[0].instance.map((i) => i.uid), [`${series}.1`, `${series}.2`]);
+    const url2 = ext(registered.series[0].instance[1], EXT_WADO_RS)[0]?.valueUrl;
+    const back2 = await fetchMultipart(url2);
+    assert.equal(back2.status, 200);
+    assert.equal(sha256(back2.parts[0].body), sha256(second));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    // Leave FHIR and the archive as the seed made them.
+    for (const is of await studies(fhir).catch(() => [])) {
+      await fetch(`${DIRECT_FHIR}/ImagingStudy/${is.id}`, { method: 'DELETE' });
+    }
+    const ids = await get(`${ORTHANC_A}/tools/lookup`, { method: 'POST', body: study });
+    for (const r of ids.json || []) if (r.Type === 'Study') await fetch(`${ORTHANC_A}${r.Path}`, { method: 'DELETE' });
+  }
+});
