@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/tidwall/gjson"
 )
 
@@ -368,5 +369,75 @@ func TestRegistrationUnknownPatient(t *testing.T) {
 			}
 		}
 		_ = caddyStop()
+	}
+}
+
+func TestRegistrationGivesUpOnEndlessConflicts(t *testing.T) {
+	fhir, store := newMemFHIR(t), newFakeStore(t)
+	gw := registrationGateway(t, fhir, store, "")
+	store.hold("1.2.9.1/1.2.9.1.1")
+	if resp, body := stow(t, gw); resp.StatusCode != 200 {
+		t.Fatalf("first store: %d %s", resp.StatusCode, body)
+	}
+	store.hold("1.2.9.1/1.2.9.1.2")
+	fhir.mu.Lock()
+	fhir.conflicts = 1000
+	fhir.mu.Unlock()
+	fhir.takeWrites()
+	resp, body := stow(t, gw)
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(resp.Header.Get("Warning"), "kept changing") {
+		t.Fatalf("status %d, Warning %q: %s", resp.StatusCode, resp.Header.Get("Warning"), body)
+	}
+	if w := fhir.takeWrites(); len(w) != 5 {
+		t.Fatalf("%d writes, want 5 (the bound): %q", len(w), w)
+	}
+}
+
+func TestRegistrationConcurrentStoresMakeOneStudy(t *testing.T) {
+	fhir, store := newMemFHIR(t), newFakeStore(t)
+	gw := registrationGateway(t, fhir, store, "")
+	store.hold("1.2.9.1/1.2.9.1.1", "1.2.9.1/1.2.9.1.2", "1.2.9.2/1.2.9.2.1")
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", gw+"/wado-rs/studies", strings.NewReader("--B--"))
+			req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=B`)
+			resp, err := noCompression.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	st := fhir.studies()
+	if len(st) != 1 {
+		t.Fatalf("%d ImagingStudies for one study", len(st))
+	}
+	if n := len(fhir.res["Endpoint"]); n != 1 {
+		t.Fatalf("%d Endpoints made for one archive", n)
+	}
+	if st[0]["numberOfInstances"] != float64(3) || st[0]["meta"].(map[string]any)["versionId"] != "1" {
+		t.Fatalf("the study: %v", st[0])
+	}
+}
+
+func TestRegistrationValidate(t *testing.T) {
+	for _, c := range []struct{ cfg, want string }{
+		{`{"fhir":"http://127.0.0.1:1/fhir","archives":{"a":{"url":"http://127.0.0.1:2/dicom-web"}},"register_imaging_study":{}}`, "register_imaging_study: needs store_archive"},
+		{`{"archives":{"a":{"url":"http://127.0.0.1:2/dicom-web"}},"store_archive":"a","register_imaging_study":{}}`, "register_imaging_study: needs fhir"},
+		{`{"fhir":"http://127.0.0.1:1/fhir","archives":{"a":{"url":"http://127.0.0.1:2/dicom-web"}},"store_archive":"a","register_imaging_study":{"unknown_patient":"guess"}}`, "unknown_patient must be leave or create"},
+	} {
+		err := caddy.Validate(&caddy.Config{Admin: &caddy.AdminConfig{Disabled: true}, AppsRaw: caddy.ModuleMap{"fhir_imaging": json.RawMessage(c.cfg)}})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.cfg, err, c.want)
+		}
 	}
 }

@@ -64,6 +64,7 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 	code, hdr, body := rec.Status(), w.Header(), buf.Bytes()
 	if code == http.StatusOK || code == http.StatusAccepted {
 		if err := h.registerStored(r, ar, req, hdr.Get("Content-Type"), body); err != nil {
+			h.app.metrics.registrations.WithLabelValues("failed").Inc()
 			h.logger.Error("stored, but not registered in FHIR", zap.String("archive", ar.name), zap.Error(err))
 			hdr.Add("Warning", `299 fhir-imaging "stored, but not registered in FHIR: `+warningText(err)+`"`)
 			code = http.StatusAccepted
@@ -178,6 +179,7 @@ func (h *DICOMweb) registerStored(r *http.Request, ar *Archive, req dicom.Reques
 		if err != nil {
 			return err
 		}
+		h.app.metrics.registrations.WithLabelValues(res.Action).Inc()
 		if res.Body != nil {
 			h.app.invalidate("ImagingStudy", res.ID, res.Body, "registration")
 		}
