@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/tidwall/gjson"
@@ -185,6 +186,7 @@ type fakeStore struct {
 	held     []string // "series/sop" of study 1.2.9
 	stowed   int
 	qidoSeen []string
+	arrived  chan struct{} // closed when the first bytes of an upload arrive, when not nil
 }
 
 func newFakeStore(t *testing.T) *fakeStore {
@@ -200,6 +202,13 @@ func (s *fakeStore) serve(w http.ResponseWriter, r *http.Request) {
 	base := "http://" + r.Host + "/dicom-web"
 	switch {
 	case r.Method == "POST" && r.URL.Path == "/dicom-web/studies":
+		if s.arrived != nil {
+			s.mu.Unlock()
+			_, _ = r.Body.Read(make([]byte, 1))
+			close(s.arrived)
+			s.mu.Lock()
+			s.arrived = nil
+		}
 		_, _ = io.Copy(io.Discard, r.Body)
 		s.stowed++
 		var items []any
@@ -439,5 +448,44 @@ func TestRegistrationValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.cfg, err, c.want)
 		}
+	}
+}
+
+func TestRegistrationUploadStreams(t *testing.T) {
+	fhir, store := newMemFHIR(t), newFakeStore(t)
+	gw := registrationGateway(t, fhir, store, "")
+	store.hold("1.2.9.1/1.2.9.1.1")
+	arrived := make(chan struct{})
+	store.mu.Lock()
+	store.arrived = arrived
+	store.mu.Unlock()
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", gw+"/wado-rs/studies", pr)
+	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=B`)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := noCompression.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(done)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done <- resp
+	}()
+	_, _ = pw.Write([]byte("--B\r\nContent-Type: application/dicom\r\n\r\nDICM"))
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the archive got nothing of the upload before its end: the gateway holds the upload")
+	}
+	_, _ = pw.Write([]byte("\r\n--B--"))
+	pw.Close()
+	if resp := <-done; resp == nil || resp.StatusCode != 200 {
+		t.Fatalf("answer %v", resp)
+	}
+	if len(fhir.studies()) != 1 {
+		t.Fatal("the streamed store was not registered")
 	}
 }

@@ -42,6 +42,9 @@ const (
 // register_imaging_study, registers what it stored before answering.
 func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, req dicom.Request) error {
 	path := ar.base.Path + req.Path()
+	if ce := h.logger.Check(zap.DebugLevel, "routing DICOMweb request"); ce != nil {
+		ce.Write(zap.String("archive", ar.name), zap.String("level", "store"))
+	}
 	reg := h.app.RegisterImagingStudy
 	if reg == nil || reg.registrar == nil {
 		return h.proxy(w, r, ar, path)
@@ -124,7 +127,7 @@ func warningText(err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "registration ran out of time"
 	}
-	return "the study could not be read from the archive"
+	return "the archive's answer or its study could not be read"
 }
 
 // registerStored registers the studies a STOW-RS answer says were stored. It
@@ -140,7 +143,7 @@ func (h *DICOMweb) registerStored(r *http.Request, ar *Archive, req dicom.Reques
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Duration(reg.Timeout))
 	defer cancel()
-	qr := archiveRequest(r, ctx)
+	qr := archiveRequest(ctx, r)
 	studies := ans.Studies()
 	if req.Level == dicom.LevelStudy && !contains(studies, req.Study) {
 		studies = append(studies, req.Study)
@@ -200,7 +203,7 @@ func (h *DICOMweb) registerStored(r *http.Request, ar *Archive, req dicom.Reques
 // after a store: r's context values, ctx's deadline, no body, and of r's
 // headers only Authorization (which the archive gets only with
 // pass_authorization).
-func archiveRequest(r *http.Request, ctx context.Context) *http.Request {
+func archiveRequest(ctx context.Context, r *http.Request) *http.Request {
 	qr := r.Clone(ctx)
 	qr.Method = http.MethodGet
 	qr.Body, qr.ContentLength, qr.TransferEncoding = http.NoBody, 0, nil
