@@ -8,11 +8,11 @@
 // new study make one ImagingStudy.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeClient, sha256, fetchMultipart } from './lib/dicomweb.mjs';
+import { makeInstance as makeDcm, arrayBuffer } from './lib/dcm.mjs';
 import {
   FHIR_SERVER, GW_DICOMWEB, DIRECT_FHIR, EXT_WADO_RS, skip, manifest, fhirClient, ext, get,
 } from './lib/env.mjs';
@@ -27,44 +27,7 @@ const study = STUDY;
 const series = `${study}.1`;
 const patientId = PATIENT_ID;
 
-/** One CT instance (number n) of a study, made with dump2dcm: a Part 10 file as a Buffer. */
-function makeInstance(dir, n, { study = STUDY, patient = PATIENT_ID } = {}) {
-  const series = `${study}.1`;
-  const raw = join(dir, `${n}.raw`);
-  const px = Buffer.alloc(64 * 64 * 2);
-  for (let i = 0; i < 64 * 64; i++) px.writeUInt16LE((i * 7 + n * 401) % 4096, i * 2);
-  writeFileSync(raw, px);
-  const dump = [
-    '(0002,0010) UI =LittleEndianExplicit',
-    '(0008,0016) UI ' + CT,
-    `(0008,0018) UI ${series}.${n}`,
-    '(0008,0020) DA [20240601]',
-    '(0008,0030) TM [093000]',
-    '(0008,0060) CS [CT]',
-    '(0008,1030) LO [Registered through the gateway]',
-    '(0008,103e) LO [Stored series]',
-    '(0010,0010) PN [Synthetic^Dave]',
-    `(0010,0020) LO [${patient}]`,
-    `(0020,000d) UI ${study}`,
-    `(0020,000e) UI ${series}`,
-    '(0020,0011) IS [3]',
-    `(0020,0013) IS [${n}]`,
-    '(0028,0002) US 1',
-    '(0028,0004) CS [MONOCHROME2]',
-    '(0028,0010) US 64',
-    '(0028,0011) US 64',
-    '(0028,0100) US 16',
-    '(0028,0101) US 12',
-    '(0028,0102) US 11',
-    '(0028,0103) US 0',
-    `(7fe0,0010) OW =${raw}`,
-  ].join('\n');
-  writeFileSync(join(dir, `${n}.dump`), dump + '\n');
-  execFileSync('dump2dcm', ['-q', '+te', join(dir, `${n}.dump`), join(dir, `${n}.dcm`)]);
-  return readFileSync(join(dir, `${n}.dcm`));
-}
-
-const arrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length);
+const makeInstance = (dir, n, { study = STUDY, patient = PATIENT_ID } = {}) => makeDcm(dir, n, { study, patient });
 
 /** The ImagingStudies of a study, found through the gateway. */
 async function studies(fhir, uid = STUDY) {
