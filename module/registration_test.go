@@ -489,3 +489,21 @@ func TestRegistrationUploadStreams(t *testing.T) {
 		t.Fatal("the streamed store was not registered")
 	}
 }
+
+func TestRegistrationUnreadableAnswerIsTold(t *testing.T) {
+	fhir := newMemFHIR(t)
+	archive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "stored")
+	}))
+	t.Cleanup(archive.Close)
+	gw := registrationGateway(t, fhir, &fakeStore{Server: archive}, "")
+	resp, body := stow(t, gw)
+	if resp.StatusCode != 200 || string(body) != "stored" || !strings.Contains(resp.Header.Get("Warning"), "not registered in FHIR") {
+		t.Fatalf("status %d, Warning %q, body %q", resp.StatusCode, resp.Header.Get("Warning"), body)
+	}
+	if len(fhir.studies()) != 0 {
+		t.Fatal("registered from an answer it could not read")
+	}
+}

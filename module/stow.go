@@ -52,13 +52,23 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 	r.Header.Del("Accept-Encoding") // the answer is read; an encode handler in front compresses it
 	buf := new(bytes.Buffer)
 	rec := &boundedRecorder{w: w, buf: buf, limit: maxStoreAnswer}
-	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, shouldBufferStore)
+	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, func(status int, hdr http.Header) bool {
+		if shouldBufferStore(status, hdr) {
+			return true
+		}
+		if status == http.StatusOK || status == http.StatusAccepted {
+			// Stored, but the answer goes on as it is: the client is told too.
+			hdr.Add("Warning", `299 fhir-imaging "stored, but not registered in FHIR: the archive's answer could not be read"`)
+		}
+		return false
+	})
 	status, err := ar.serve(rec, r, path, r.URL.RawQuery, "dicomweb")
 	if err != nil {
 		return ar.failed(w, status, err)
 	}
 	if !rec.captured() {
 		if status == http.StatusOK || status == http.StatusAccepted {
+			h.app.metrics.registrations.WithLabelValues("failed").Inc()
 			h.logger.Error("stored, but not registered in FHIR: the archive's STOW-RS answer could not be read (not DICOM JSON or XML, compressed, or over 16 MiB)",
 				zap.String("archive", ar.name), zap.Int("status", status))
 		}
@@ -192,7 +202,7 @@ func (h *DICOMweb) registerStored(r *http.Request, ar *Archive, req dicom.Reques
 			fields = append(fields, zap.String("study_uid", uid), zap.String("imaging_study", res.ID))
 		}
 		h.logger.Info("ImagingStudy registered", fields...)
-		if res.Subject == "none" || res.Subject == "ambiguous" {
+		if res.Action != "unchanged" && (res.Subject == "none" || res.Subject == "ambiguous") {
 			h.logger.Warn("ImagingStudy registered without a subject: no single Patient has the study's PatientID as identifier", zap.String("subject", res.Subject))
 		}
 	}
