@@ -251,17 +251,47 @@ func (g *Registrar) findStudy(ctx context.Context, uid string) ([]byte, string, 
 	return []byte(e.Raw), id, e.Get("meta.versionId").String(), nil
 }
 
-// search runs a search and returns the resources of that type it matched.
+// search runs a search and returns the resources of that type it matched
+// on its first page.
 func (g *Registrar) search(ctx context.Context, resourceType string, q url.Values) ([]gjson.Result, error) {
-	status, _, body, err := g.do(ctx, http.MethodGet, "/"+resourceType+"?"+q.Encode(), nil, nil)
+	out, _, err := g.searchPage(ctx, resourceType, "/"+resourceType+"?"+q.Encode())
+	return out, err
+}
+
+// maxPages bounds the pages of a search that is read to its end.
+const maxPages = 20
+
+// searchAll runs a search and returns what it matched on all its pages,
+// following next links that stay on the FHIR base, at most maxPages.
+func (g *Registrar) searchAll(ctx context.Context, resourceType string, q url.Values) ([]gjson.Result, error) {
+	var all []gjson.Result
+	path := "/" + resourceType + "?" + q.Encode()
+	for page := 0; page < maxPages && path != ""; page++ {
+		out, next, err := g.searchPage(ctx, resourceType, path)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, out...)
+		path = ""
+		if rest, ok := strings.CutPrefix(next, g.cfg.FHIRBase); ok && (strings.HasPrefix(rest, "?") || strings.HasPrefix(rest, "/")) {
+			path = rest
+		}
+	}
+	return all, nil
+}
+
+// searchPage reads one page of a search at path (below the FHIR base) and
+// returns the resources of that type it matched and its next link.
+func (g *Registrar) searchPage(ctx context.Context, resourceType, path string) ([]gjson.Result, string, error) {
+	status, _, body, err := g.do(ctx, http.MethodGet, path, nil, nil)
 	what := resourceType + " search"
 	switch {
 	case err != nil:
-		return nil, &FHIRError{What: what, Err: err}
+		return nil, "", &FHIRError{What: what, Err: err}
 	case status != http.StatusOK:
-		return nil, &FHIRError{What: what, Status: status}
+		return nil, "", &FHIRError{What: what, Status: status}
 	case !gjson.ValidBytes(body):
-		return nil, &FHIRError{What: what, Status: status, Err: errors.New("not JSON")}
+		return nil, "", &FHIRError{What: what, Status: status, Err: errors.New("not JSON")}
 	}
 	var out []gjson.Result
 	for _, e := range gjson.GetBytes(body, "entry").Array() {
@@ -270,7 +300,13 @@ func (g *Registrar) search(ctx context.Context, resourceType string, q url.Value
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	next := ""
+	for _, l := range gjson.GetBytes(body, "link").Array() {
+		if l.Get("relation").String() == "next" {
+			next = l.Get("url").String()
+		}
+	}
+	return out, next, nil
 }
 
 // subject finds the Patient whose identifier is the study's PatientID, or
@@ -363,7 +399,7 @@ func (g *Registrar) Endpoint(ctx context.Context) (string, error) {
 	if ep != "" {
 		return ep, nil
 	}
-	found, err := g.search(ctx, "Endpoint", url.Values{"connection-type": {"dicom-wado-rs"}, "_count": {"100"}})
+	found, err := g.searchAll(ctx, "Endpoint", url.Values{"connection-type": {"dicom-wado-rs"}, "_count": {"100"}})
 	if err != nil {
 		return "", err
 	}
