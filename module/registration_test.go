@@ -507,3 +507,19 @@ func TestRegistrationUnreadableAnswerIsTold(t *testing.T) {
 		t.Fatal("registered from an answer it could not read")
 	}
 }
+
+func TestSTOWAnswerPointsAtTheGatewayWithoutRegistration(t *testing.T) {
+	store := newFakeStore(t)
+	store.hold("1.2.9.1/1.2.9.1.1")
+	gw := startGateway(t, fmt.Sprintf("\tfhir_imaging {\n\t\tarchive s %s/dicom-web\n\t\tstore_archive s\n\t}", store.URL), "\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}")
+	resp, body := stow(t, gw)
+	if resp.StatusCode != 200 || resp.Header.Get("Warning") != "" {
+		t.Fatalf("status %d, Warning %q: %s", resp.StatusCode, resp.Header.Get("Warning"), body)
+	}
+	if strings.Contains(string(body), store.URL) || gjson.GetBytes(body, "00081199.Value.0.00081190.Value.0").String() != gw+"/wado-rs/studies/1.2.9/series/1.2.9.1/instances/1.2.9.1.1" {
+		t.Fatalf("the archive's address is in the STOW answer: %s", body)
+	}
+	if len(store.qidoSeen) != 0 {
+		t.Fatal("the archive was searched without register_imaging_study")
+	}
+}

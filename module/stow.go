@@ -21,8 +21,9 @@ import (
 )
 
 // STOW-RS through the gateway: the upload streams to the store archive;
-// with register_imaging_study, the archive's answer (small: a list of
-// references) is held while the stored studies are registered in FHIR.
+// the archive's answer (small: a list of references) is held to point its
+// RetrieveURLs at the gateway and, with register_imaging_study, while the
+// stored studies are registered in FHIR.
 
 // maxStoreAnswer bounds the STOW-RS answer held for registration; a larger
 // one streams through and its studies are not registered (logged).
@@ -38,17 +39,16 @@ const (
 	maxQIDOPages = 100
 )
 
-// store sends a STOW-RS request to the store archive and, with
-// register_imaging_study, registers what it stored before answering.
+// store sends a STOW-RS request to the store archive, and answers with the
+// archive's answer, its RetrieveURLs on the gateway; with
+// register_imaging_study, it registers what was stored first.
 func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, req dicom.Request) error {
 	path := ar.base.Path + req.Path()
 	if ce := h.logger.Check(zap.DebugLevel, "routing DICOMweb request"); ce != nil {
 		ce.Write(zap.String("archive", ar.name), zap.String("level", "store"))
 	}
 	reg := h.app.RegisterImagingStudy
-	if reg == nil || reg.registrar == nil {
-		return h.proxy(w, r, ar, path)
-	}
+	registering := reg != nil && reg.registrar != nil
 	r.Header.Del("Accept-Encoding") // the answer is read; an encode handler in front compresses it
 	buf := new(bytes.Buffer)
 	rec := &boundedRecorder{w: w, buf: buf, limit: maxStoreAnswer}
@@ -56,7 +56,7 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 		if shouldBufferStore(status, hdr) {
 			return true
 		}
-		if status == http.StatusOK || status == http.StatusAccepted {
+		if registering && (status == http.StatusOK || status == http.StatusAccepted) {
 			// Stored, but the answer goes on as it is: the client is told too.
 			hdr.Add("Warning", `299 fhir-imaging "stored, but not registered in FHIR: the archive's answer could not be read"`)
 		}
@@ -67,7 +67,7 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 		return ar.failed(w, status, err)
 	}
 	if !rec.captured() {
-		if status == http.StatusOK || status == http.StatusAccepted {
+		if registering && (status == http.StatusOK || status == http.StatusAccepted) {
 			h.app.metrics.registrations.WithLabelValues("failed").Inc()
 			h.logger.Error("stored, but not registered in FHIR: the archive's STOW-RS answer could not be read (not DICOM JSON or XML, compressed, or over 16 MiB)",
 				zap.String("archive", ar.name), zap.Int("status", status))
@@ -75,7 +75,7 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 		return nil
 	}
 	code, hdr, body := rec.Status(), w.Header(), buf.Bytes()
-	if code == http.StatusOK || code == http.StatusAccepted {
+	if registering && (code == http.StatusOK || code == http.StatusAccepted) {
 		if err := h.registerStored(r, ar, req, hdr.Get("Content-Type"), body); err != nil {
 			h.app.metrics.registrations.WithLabelValues("failed").Inc()
 			h.logger.Error("stored, but not registered in FHIR", zap.String("archive", ar.name), zap.Error(err))
