@@ -220,6 +220,17 @@ func (s *fakeStore) serve(w http.ResponseWriter, r *http.Request) {
 				"00081190": map[string]any{"vr": "UR", "Value": []string{base + "/studies/1.2.9/series/" + series + "/instances/" + sop}},
 			})
 		}
+		if strings.Contains(r.Header.Get("Accept"), "xml") {
+			w.Header().Set("Content-Type", "application/dicom+xml")
+			_, _ = io.WriteString(w, `<?xml version="1.0"?><NativeDicomModel><DicomAttribute tag="00081199" vr="SQ">`)
+			for i, h := range s.held {
+				series, sop, _ := strings.Cut(h, "/")
+				fmt.Fprintf(w, `<Item number="%d"><DicomAttribute tag="00081155" vr="UI"><Value number="1">%s</Value></DicomAttribute>`+
+					`<DicomAttribute tag="00081190" vr="UR"><Value number="1">%s/studies/1.2.9/series/%s/instances/%s</Value></DicomAttribute></Item>`, i+1, sop, base, series, sop)
+			}
+			_, _ = io.WriteString(w, `</DicomAttribute></NativeDicomModel>`)
+			return
+		}
 		w.Header().Set("Content-Type", "application/dicom+json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"00081199": map[string]any{"vr": "SQ", "Value": items}})
 	case r.Method == "GET" && r.URL.Path == "/dicom-web/studies/1.2.9/instances":
@@ -521,5 +532,20 @@ func TestSTOWAnswerPointsAtTheGatewayWithoutRegistration(t *testing.T) {
 	}
 	if len(store.qidoSeen) != 0 {
 		t.Fatal("the archive was searched without register_imaging_study")
+	}
+}
+
+func TestRegistrationFromAnXMLAnswer(t *testing.T) {
+	fhir, store := newMemFHIR(t), newFakeStore(t)
+	gw := registrationGateway(t, fhir, store, "")
+	store.hold("1.2.9.1/1.2.9.1.1", "1.2.9.1/1.2.9.1.2")
+	resp, body := do(t, "POST", gw+"/wado-rs/studies", strings.NewReader("--B--"),
+		"Content-Type", `multipart/related; type="application/dicom"; boundary=B`, "Accept", "application/dicom+xml")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/dicom+xml" || !strings.HasPrefix(string(body), "<?xml") {
+		t.Fatalf("status %d, %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	st := fhir.studies()
+	if len(st) != 1 || st[0]["numberOfInstances"] != float64(2) {
+		t.Fatalf("registered from the XML answer: %v", st)
 	}
 }
