@@ -84,6 +84,14 @@ type App struct {
 	// Default: none, and STOW-RS is refused.
 	StoreArchive string `json:"store_archive,omitempty"`
 
+	// RegisterImagingStudy, when set, creates or updates the ImagingStudy
+	// of every study stored through the gateway (STOW-RS to the
+	// store_archive) in the FHIR server before the client gets the
+	// archive's answer, so that the images are found at once. It needs
+	// fhir and store_archive. Default: none, stored images are not
+	// registered.
+	RegisterImagingStudy *Registration `json:"register_imaging_study,omitempty"`
+
 	// DefaultArchive names the archive asked for a study that the FHIR
 	// server does not know. Default: none, and such requests get 404.
 	DefaultArchive string `json:"default_archive,omitempty"`
@@ -218,6 +226,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	if a.RegisterImagingStudy != nil && a.Archives[a.StoreArchive] != nil {
+		a.RegisterImagingStudy.provision(a)
+	}
 	return nil
 }
 
@@ -342,6 +353,11 @@ func (a *App) Validate() error {
 	if a.Authorize != nil {
 		if err := a.Authorize.validate(a); err != nil {
 			return fmt.Errorf("authorize: %v", err)
+		}
+	}
+	if a.RegisterImagingStudy != nil {
+		if err := a.RegisterImagingStudy.validate(a); err != nil {
+			return fmt.Errorf("register_imaging_study: %v", err)
 		}
 	}
 	for _, n := range []struct{ what, name string }{{"store_archive", a.StoreArchive}, {"default_archive", a.DefaultArchive}} {

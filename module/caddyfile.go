@@ -38,6 +38,10 @@ import (
 //		lookup_timeout  <duration>
 //		lookup_rate     <per-second>
 //		store_archive   <name>
+//		register_imaging_study on|off [{
+//			unknown_patient leave|create
+//			timeout         <duration>
+//		}]
 //		default_archive <name>
 //		subscribe       <notify-url>
 //		trace_uids      on|off
@@ -155,6 +159,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("trace_uids %v", err)
 			}
 			a.TraceUIDs = on
+		case "register_imaging_study":
+			rg, err := unmarshalRegistration(d)
+			if err != nil {
+				return err
+			}
+			a.RegisterImagingStudy = rg
 		case "default_archive":
 			if !d.AllArgs(&a.DefaultArchive) {
 				return d.ArgErr()
@@ -164,6 +174,52 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalRegistration reads "register_imaging_study on|off" and its
+// optional block; nil for off.
+func unmarshalRegistration(d *caddyfile.Dispenser) (*Registration, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	on, err := onOff(d.Val())
+	if err != nil {
+		return nil, d.Errf("register_imaging_study %v", err)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	rg := new(Registration)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if !on {
+			return nil, d.Err("register_imaging_study off takes no options")
+		}
+		switch d.Val() {
+		case "unknown_patient":
+			if !d.AllArgs(&rg.UnknownPatient) {
+				return nil, d.ArgErr()
+			}
+			if rg.UnknownPatient != "leave" && rg.UnknownPatient != "create" {
+				return nil, d.Errf("unknown_patient must be leave or create, not %q", rg.UnknownPatient)
+			}
+		case "timeout":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return nil, d.Errf("timeout: %v", err)
+			}
+			rg.Timeout = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized register_imaging_study option '%s'", d.Val())
+		}
+	}
+	if !on {
+		return nil, nil
+	}
+	return rg, nil
 }
 
 // unmarshalCredentials reads the optional block of "fhir <url> { ... }",

@@ -120,7 +120,7 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 			az.deny(w, sess, "dicomweb", "storing needs a user/ or system/ scope that may create ImagingStudy")
 			return nil
 		}
-		ar = h.app.Archives[h.app.StoreArchive]
+		return h.store(w, r, h.app.Archives[h.app.StoreArchive], req)
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		allow := "GET, HEAD"
 		if h.app.StoreArchive != "" && (req.Level == dicom.LevelRoot && req.Sub == "studies" || req.Level == dicom.LevelStudy && req.Sub == "") {

@@ -18,6 +18,7 @@ type metrics struct {
 	routed        *prometheus.CounterVec
 	mergeLeftOut  *prometheus.CounterVec
 	invalidations *prometheus.CounterVec
+	registrations *prometheus.CounterVec
 
 	accessDecisions    *prometheus.CounterVec
 	accessChecks       *prometheus.CounterVec
@@ -62,8 +63,12 @@ func newMetrics(reg prometheus.Registerer, size func(cache string) int, hitRatio
 		}, []string{"archive"}),
 		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_invalidations_total",
-			Help: "Cache entries dropped because a resource changed, by resource type and source (gateway, subscription, admin).",
+			Help: "Cache entries dropped because a resource changed, by resource type and source (gateway, subscription, admin, registration).",
 		}, []string{"resource", "source"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "imaging_study_registrations_total",
+			Help: "Studies stored through the gateway and registered in FHIR (register_imaging_study), by result (created, updated, unchanged, failed).",
+		}, []string{"result"}),
 		accessDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "access_refusals_total",
 			Help: "Requests refused by access control (authorize), by handler and result (unauthenticated, forbidden, unavailable).",
@@ -79,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, size func(cache string) int, hitRatio
 		}, []string{"kind"}),
 	}
 	var err error
-	for _, v := range []**prometheus.CounterVec{&m.rewrites, &m.injected, &m.cacheLookups, &m.fetches, &m.routed, &m.mergeLeftOut, &m.invalidations, &m.accessDecisions, &m.accessChecks} {
+	for _, v := range []**prometheus.CounterVec{&m.rewrites, &m.injected, &m.cacheLookups, &m.fetches, &m.routed, &m.mergeLeftOut, &m.invalidations, &m.registrations, &m.accessDecisions, &m.accessChecks} {
 		if *v, err = register(reg, *v); err != nil {
 			return nil, err
 		}

@@ -71,7 +71,8 @@ const CLIENTS = [
 // What each client may get for the FHIR audience. A token carries the scopes
 // requested AND listed here; others are silently left out (RFC 6749 3.3).
 const CLIENT_POLICY = {
-  'imaging-gateway': { scope: 'system/ImagingStudy.rs system/Endpoint.rs system/Subscription.cruds' },
+  // register_imaging_study writes with the gateway's own token: ImagingStudy create/update, an Endpoint once.
+  'imaging-gateway': { scope: 'system/ImagingStudy.rs system/Endpoint.rs system/Subscription.cruds system/ImagingStudy.cu system/Endpoint.c system/Patient.rs' },
   'hapi-fhir': { scope: '' },
   seeder: { scope: 'system/*.cruds system/*.rs' },
   'smart-app': { scope: SMART_APP_SCOPES.join(' ') },

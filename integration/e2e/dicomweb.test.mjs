@@ -10,7 +10,7 @@ import {
   fetchMultipart,
 } from './lib/dicomweb.mjs';
 import {
-  FHIR_SERVER, GATEWAY, GW_DICOMWEB, EXT_WADO_RS, EXT_WADO_URI, ARCHIVE_HOSTS,
+  FHIR_SERVER, GATEWAY, GW_DICOMWEB, DIRECT_FHIR, EXT_WADO_RS, EXT_WADO_URI, ARCHIVE_HOSTS,
   manifest, byScenario, skip, fhirClient, ext, get,
 } from './lib/env.mjs';
 
@@ -235,5 +235,8 @@ test(`[${FHIR_SERVER}] STOW-RS through the gateway stores into store_archive (or
     // remove it again so that the archives hold exactly the manifest (Orthanc REST API)
     const ids = await get(`${orthanc.a}/tools/lookup`, { method: 'POST', body: study });
     for (const r of ids.json || []) if (r.Type === 'Study') await fetch(`${orthanc.a}${r.Path}`, { method: 'DELETE' });
+    // and the ImagingStudy that register_imaging_study made of it (register.test.mjs checks that one)
+    const made = await get(`${DIRECT_FHIR}/ImagingStudy?identifier=${encodeURIComponent(`urn:dicom:uid|urn:oid:${study}`)}`, { headers: { Accept: 'application/fhir+json' } });
+    for (const e of made.json?.entry || []) await fetch(`${DIRECT_FHIR}/ImagingStudy/${e.resource.id}`, { method: 'DELETE' });
   }
 });
