@@ -56,6 +56,12 @@ func TestDICOMwebArchiveErrorsInGatewayWords(t *testing.T) {
 	s := newRoutingSetup(t, "\t\tstore_archive a")
 	internal := s.a.base() + "/studies/1.2.1/series/1.2.1.1/instances/1.2.1.1.1/frames/1"
 	s.a.serve = func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/studies/1.2.9") {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			fmt.Fprintf(w, "Unsupported at %s", internal)
+			return
+		}
 		if r.Method == http.MethodPost {
 			w.Header().Set("Content-Type", "application/dicom+json")
 			w.WriteHeader(http.StatusConflict)
@@ -79,6 +85,10 @@ func TestDICOMwebArchiveErrorsInGatewayWords(t *testing.T) {
 	resp, body = do(t, "POST", s.gw+"/wado-rs/studies", strings.NewReader("--B\r\n\r\nDICM\r\n--B--"), "Content-Type", `multipart/related; type="application/dicom"; boundary=B`)
 	if resp.StatusCode != http.StatusConflict || !gjson.GetBytes(body, "00081198").Exists() {
 		t.Errorf("a failed store: %d %s, want the archive's 409 with its FailedSOPSequence", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", s.gw+"/wado-rs/studies/1.2.9", strings.NewReader("--B\r\n\r\nDICM\r\n--B--"), "Content-Type", `multipart/related; type="application/dicom"; boundary=B`)
+	if resp.StatusCode != http.StatusUnsupportedMediaType || strings.Contains(string(body), s.a.URL) || gjson.GetBytes(body, "message").String() == "" {
+		t.Errorf("a store refused in text: %d %s, want 415 in the gateway's words", resp.StatusCode, body)
 	}
 }
 

@@ -51,8 +51,12 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 	registering := reg != nil && reg.registrar != nil
 	r.Header.Del("Accept-Encoding") // the answer is read; an encode handler in front compresses it
 	buf := new(bytes.Buffer)
-	rec := &boundedRecorder{w: w, buf: buf, limit: maxStoreAnswer}
-	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(w, buf, func(status int, hdr http.Header) bool {
+	// An answer that is not held (an error, chiefly) goes through an
+	// answerWriter: an archive's error body in the gateway's words, a DICOM
+	// one (a 409 with its FailedSOPSequence) as it is.
+	aw := newAnswerWriter(w, ar, "dicomweb", nil)
+	rec := &boundedRecorder{w: aw, buf: buf, limit: maxStoreAnswer}
+	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(aw, buf, func(status int, hdr http.Header) bool {
 		if shouldBufferStore(status, hdr) {
 			return true
 		}
@@ -67,6 +71,9 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 		return ar.failed(w, status, err)
 	}
 	if !rec.captured() {
+		if err := aw.finish(); err != nil {
+			return err
+		}
 		if registering && (status == http.StatusOK || status == http.StatusAccepted) {
 			h.app.metrics.registrations.WithLabelValues("failed").Inc()
 			h.logger.Error("stored, but not registered in FHIR: the archive's STOW-RS answer could not be read (not DICOM JSON or XML, compressed, or over 16 MiB)",
