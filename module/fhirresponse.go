@@ -205,23 +205,8 @@ func (h *FHIRRewrite) newStream(sw *streamWriter, r *http.Request, b bases, deco
 func (h *FHIRRewrite) endStream(r *http.Request, sw *streamWriter, span trace.Span, err error, watch *writeWatch, status int) error {
 	st := sw.stream
 	defer span.End()
-	if sw.inflate != nil {
-		if zerr := sw.inflate.Close(); zerr != nil && err == nil {
-			err = zerr
-		}
-	}
-	if err != nil {
-		// The FHIR server's answer broke off, or its gzip did: what came
-		// went out, the rest cannot follow.
-		h.app.metrics.rewrites.WithLabelValues("passthrough_broken").Inc()
-		h.logger.Error("FHIR answer broken off while it streamed", zap.Error(err))
-		if !sw.wrote {
-			return caddyhttp.Error(http.StatusBadGateway, err)
-		}
-		// The header went out: the client must see the answer end early,
-		// as reverse_proxy makes it when its own stream breaks.
-		_ = http.NewResponseController(sw.ResponseWriter).Flush()
-		panic(http.ErrAbortHandler)
+	if err := h.endInput(sw, err, "FHIR answer"); err != nil {
+		return err
 	}
 	err = st.Close()
 	sw.writeHeader() // an answer with no body
@@ -241,6 +226,31 @@ func (h *FHIRRewrite) endStream(r *http.Request, sw *streamWriter, span trace.Sp
 		attribute.Bool("fhir_imaging.held", st.Held()))
 	h.app.metrics.rewrites.WithLabelValues(outcome).Inc()
 	return err
+}
+
+// endInput ends the reading of a FHIR answer that streamed through sw (err
+// is what passing it on returned): its gzip, if any, is checked, and an
+// answer that broke off, or whose gzip did, ends the client's answer as
+// reverse_proxy ends one whose stream breaks: 502 when nothing went out,
+// else cut off (the handler panics with http.ErrAbortHandler), so that
+// what came is not taken for the whole. It returns nil when the answer
+// came whole.
+func (h *FHIRRewrite) endInput(sw *streamWriter, err error, what string) error {
+	if sw.inflate != nil {
+		if zerr := sw.inflate.Close(); zerr != nil && err == nil {
+			err = zerr
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	h.app.metrics.rewrites.WithLabelValues("passthrough_broken").Inc()
+	h.logger.Error(what+" broken off while it streamed", zap.Error(err))
+	if !sw.wrote {
+		return caddyhttp.Error(http.StatusBadGateway, err)
+	}
+	_ = http.NewResponseController(sw.ResponseWriter).Flush()
+	panic(http.ErrAbortHandler)
 }
 
 // shouldStreamXML decides from the status and headers whether an answer is
@@ -282,19 +292,8 @@ func (h *FHIRRewrite) startXML(sw *streamWriter, hdr http.Header, b bases) {
 // once the FHIR server's answer is complete (err is what passing it on
 // returned).
 func (h *FHIRRewrite) endXML(sw *streamWriter, err error, watch *writeWatch, status int) error {
-	if sw.inflate != nil {
-		if zerr := sw.inflate.Close(); zerr != nil && err == nil {
-			err = zerr
-		}
-	}
-	if err != nil {
-		h.app.metrics.rewrites.WithLabelValues("passthrough_broken").Inc()
-		h.logger.Error("FHIR XML answer broken off while it streamed", zap.Error(err))
-		if !sw.wrote {
-			return caddyhttp.Error(http.StatusBadGateway, err)
-		}
-		_ = http.NewResponseController(sw.ResponseWriter).Flush()
-		panic(http.ErrAbortHandler)
+	if err := h.endInput(sw, err, "FHIR XML answer"); err != nil {
+		return err
 	}
 	err = sw.xml.Close()
 	sw.writeHeader() // an answer with no body
