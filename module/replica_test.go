@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/tidwall/gjson"
 )
 
 // replicaSetup is a study held by two archives, p and q, which FHIR lists
@@ -226,4 +228,18 @@ func mustGet(t *testing.T, url string) []byte {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
 	}
 	return body
+}
+
+// TestRewriteInjectsURLsForAReplicaListedSecond: in proxy mode a series gets
+// its URLs when any of its effective Endpoints is a configured archive, as
+// routing then serves it, not only when the first one is.
+func TestRewriteInjectsURLsForAReplicaListedSecond(t *testing.T) {
+	f, gw := rewriteGateway(t, "", "")
+	f.endpoints["elsewhere"] = endpointJSON("elsewhere", "active", "dicom-wado-rs", "http://pacs.invalid/dicom-web")
+	f.set("/fhir/ImagingStudy/r", fakeBody{ctype: "application/fhir+json", body: `{"resourceType":"ImagingStudy","id":"r","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.4"}],` +
+		`"endpoint":[{"reference":"Endpoint/elsewhere"},{"reference":"Endpoint/b-rs"}],"series":[{"uid":"1.2.4.1","instance":[{"uid":"1.2.4.1.1"}]}]}`})
+	_, body := get(t, gw+"/fhir/ImagingStudy/r")
+	if got, want := gjson.GetBytes(body, `series.0.extension.#(url=="`+extRS+`").valueUrl`).String(), gw+"/wado-rs/studies/1.2.4/series/1.2.4.1"; got != want {
+		t.Errorf("series URL %q, want %q: %s", got, want, body)
+	}
 }
