@@ -25,6 +25,12 @@ type replicaSetup struct {
 // newReplicaSetup starts the gateway; with dead, p is an address where
 // nothing listens.
 func newReplicaSetup(t *testing.T, dead bool, siteExtra string) *replicaSetup {
+	return newReplicaSetupWith(t, dead, "", siteExtra)
+}
+
+// newReplicaSetupWith is newReplicaSetup with more subdirectives in p's
+// archive block.
+func newReplicaSetupWith(t *testing.T, dead bool, pExtra, siteExtra string) *replicaSetup {
 	s := &replicaSetup{fhir: newRoutingFHIR(t), q: newFakeArchive(t, "/q/dicom-web")}
 	pOrigin := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	if !dead {
@@ -55,11 +61,12 @@ func newReplicaSetup(t *testing.T, dead bool, siteExtra string) *replicaSetup {
 		fhir %s/fhir
 		archive p %s {
 			wado_uri %s/wado
+			%s
 		}
 		archive q %s {
 			wado_uri %s/q/wado
 		}
-	}`, s.fhir.URL, s.pURL, pOrigin, s.q.base(), s.q.URL)
+	}`, s.fhir.URL, s.pURL, pOrigin, pExtra, s.q.base(), s.q.URL)
 	site := "\thandle /metrics {\n\t\tmetrics\n\t}\n\thandle_path /wado-rs/* {\n\t\tdicomweb\n\t}\n\thandle /wado {\n\t\twado_uri\n\t}" + siteExtra
 	s.gw = startGateway(t, globals, site)
 	return s
@@ -241,5 +248,23 @@ func TestRewriteInjectsURLsForAReplicaListedSecond(t *testing.T) {
 	_, body := get(t, gw+"/fhir/ImagingStudy/r")
 	if got, want := gjson.GetBytes(body, `series.0.extension.#(url=="`+extRS+`").valueUrl`).String(), gw+"/wado-rs/studies/1.2.4/series/1.2.4.1"; got != want {
 		t.Errorf("series URL %q, want %q: %s", got, want, body)
+	}
+}
+
+// TestReplicaWithPassiveHealthChecks: with fail_duration in the first
+// archive's block, reverse_proxy marks it down after a failure and refuses
+// at once ("no upstreams available", nothing sent): that too goes to the
+// replica.
+func TestReplicaWithPassiveHealthChecks(t *testing.T) {
+	s := newReplicaSetupWith(t, true, "fail_duration 30s", "")
+	for i := 0; i < 3; i++ {
+		resp, body := get(t, s.gw+"/wado-rs/studies/1.9.1/series/1.9.1.1")
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "q /q/") {
+			t.Fatalf("request %d: %d %q, want the replica's answer", i, resp.StatusCode, body)
+		}
+	}
+	metrics := string(mustGet(t, s.gw+"/metrics"))
+	if want := `caddy_fhir_imaging_archive_failovers_total{from="p",handler="dicomweb",to="q"} 3`; !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %s", want)
 	}
 }
