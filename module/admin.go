@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -121,7 +122,14 @@ type explanation struct {
 	Found   *resolve.Study `json:"found"`
 	WADORS  string         `json:"wado_rs_archive"`
 	WADOURI string         `json:"wado_uri_archive"`
-	Why     string         `json:"why"`
+	// WADORSOrder and WADOURIOrder are the archives tried, in order: the
+	// first, then its replicas.
+	WADORSOrder  []string `json:"wado_rs_order"`
+	WADOURIOrder []string `json:"wado_uri_order"`
+	// Spread lists the archives whose answers a study-level request
+	// merges, when the study is spread over several.
+	Spread []string `json:"merged_archives,omitempty"`
+	Why    string   `json:"why"`
 }
 
 func (AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
@@ -142,8 +150,28 @@ func (AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusBadGateway, "%v", err)
 	}
 	ex := explanation{Study: study, Series: series, FHIR: app.FHIR, Found: loc}
-	ex.WADORS, ex.Why = resolve.Decide(loc, series, fhirjson.WADORS, app.DefaultArchive)
-	ex.WADOURI, _ = resolve.Decide(loc, series, fhirjson.WADOURI, app.DefaultArchive)
+	ex.WADORSOrder, ex.Why = resolve.DecideOrder(loc, series, fhirjson.WADORS, app.DefaultArchive)
+	ex.WADOURIOrder, _ = resolve.DecideOrder(loc, series, fhirjson.WADOURI, app.DefaultArchive)
+	// WADO-URI is served only by archives with a wado_uri base.
+	ex.WADOURIOrder = slices.DeleteFunc(ex.WADOURIOrder, func(n string) bool {
+		ar := app.Archives[n]
+		return ar == nil || ar.uriBase == nil
+	})
+	if ex.WADORSOrder == nil {
+		ex.WADORSOrder = []string{}
+	}
+	if ex.WADOURIOrder == nil {
+		ex.WADOURIOrder = []string{}
+	}
+	if len(ex.WADORSOrder) > 0 {
+		ex.WADORS = ex.WADORSOrder[0]
+	}
+	if len(ex.WADOURIOrder) > 0 {
+		ex.WADOURI = ex.WADOURIOrder[0]
+	}
+	if series == "" && loc.Known {
+		ex.Spread = loc.Spread(fhirjson.WADORS)
+	}
 	return writeJSON(w, ex)
 }
 

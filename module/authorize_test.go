@@ -75,6 +75,7 @@ type smartFHIR struct {
 	*httptest.Server
 	studies    []studyRow
 	archive    string // the Endpoint address of every study
+	replica    string // when set, a second archive's Endpoint every study lists after the first
 	visibility atomic.Int32
 	down       atomic.Bool
 	lastOther  atomic.Value // the last request that was neither: method, URI, Authorization
@@ -125,11 +126,18 @@ func newSmartFHIR(t testing.TB, studies []studyRow) *smartFHIR {
 			for s := range st.series {
 				series = append(series, fmt.Sprintf(`{"uid":%q}`, s))
 			}
-			entries = append(entries, fmt.Sprintf(`{"resource":{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:%s"}],"subject":{"reference":"Patient/%s"},"endpoint":[{"reference":"Endpoint/a"}],"series":[%s]}}`,
-				st.uid, st.patient, strings.Join(series, ",")))
+			endpoints := `{"reference":"Endpoint/a"}`
+			if f.replica != "" {
+				endpoints += `,{"reference":"Endpoint/b"}`
+			}
+			entries = append(entries, fmt.Sprintf(`{"resource":{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:%s"}],"subject":{"reference":"Patient/%s"},"endpoint":[%s],"series":[%s]}}`,
+				st.uid, st.patient, endpoints, strings.Join(series, ",")))
 		}
 		if routing && len(entries) > 0 {
 			entries = append(entries, `{"resource":`+endpointJSON("a", "active", "dicom-wado-rs", f.archive)+`}`)
+			if f.replica != "" {
+				entries = append(entries, `{"resource":`+endpointJSON("b", "active", "dicom-wado-rs", f.replica)+`}`)
+			}
 		}
 		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[%s]}`, strings.Join(entries, ","))
 	}))
@@ -495,5 +503,48 @@ func TestAuthorizeSMARTConfiguration(t *testing.T) {
 	if resp.StatusCode != 200 || doc.Get("issuer").String() != "https://ehr.example" ||
 		doc.Get("capabilities").Raw != `["launch-ehr","smart-imaging-access","http://fhir.org/argonaut/smart-imaging/capabilities/app-launch"]` {
 		t.Fatalf("augmented configuration %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestAuthorizeWithReplicas: the membership check asks the replicas in
+// order, passes over one that cannot be asked, and fails closed only when
+// none can; a failover goes to a replica only once it, too, has said that
+// it holds the series.
+func TestAuthorizeWithReplicas(t *testing.T) {
+	s := newSmartSetup(t, "")
+	holds := s.archive.serve
+	b := newFakeArchive(t, "/dicom-web")
+	b.serve = holds
+	s.fhir.replica = b.base()
+	down := func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) }
+	s.gw = startGateway(t, strings.Replace(s.globals, "\t\tlookup_timeout 1s", "\t\tarchive b "+b.base()+"\n\t\tlookup_timeout 1s", 1), s.site)
+
+	// a answers nothing: b is asked whether it holds the series, and serves.
+	s.archive.serve = down
+	resp, body := s.get(t, "/wado-rs/studies/1.1/series/1.1.1/instances/1.1.1.1", "alice")
+	if resp.StatusCode != 200 || string(body) != "pixels of /studies/1.1/series/1.1.1/instances/1.1.1.1" {
+		t.Errorf("the first replica down: %d %s", resp.StatusCode, body)
+	}
+	// b's "no" is an answer: another study's series stays refused.
+	if resp, body := s.get(t, "/wado-rs/studies/1.1/series/2.1.1", "alice"); resp.StatusCode != 403 {
+		t.Errorf("another study's series with the first replica down: %d %s", resp.StatusCode, body)
+	}
+	// a says it holds the series but fails the retrieve: b, which holds
+	// it too, serves.
+	s.archive.serve = func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/instances") {
+			holds(w, r)
+			return
+		}
+		down(w, r)
+	}
+	resp, body = s.get(t, "/wado-rs/studies/1.1/series/1.1.1/instances/1.1.1.2", "alice")
+	if resp.StatusCode != 200 || string(body) != "pixels of /studies/1.1/series/1.1.1/instances/1.1.1.2" {
+		t.Errorf("the first replica failing the retrieve: %d %s", resp.StatusCode, body)
+	}
+	// Neither can be asked: fail closed.
+	s.archive.serve, b.serve = down, down
+	if resp, body := s.get(t, "/wado-rs/studies/2.1/series/2.1.1", "bob"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("no replica can be asked: %d %s", resp.StatusCode, body)
 	}
 }

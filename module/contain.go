@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
 
 	"github.com/fhirimaging/caddy-fhir-imaging/module/access"
 	"github.com/fhirimaging/caddy-fhir-imaging/module/dicom"
@@ -95,19 +96,44 @@ func matches(ds gjson.Result, tag, uid string) bool {
 	return !v.Exists() || v.String() == uid
 }
 
-// mayReach reports whether the series (and instance, when not "") that a
-// request for an allowed study names is held within that study by the
-// archive it goes to; when not, or when the archive cannot say, the
-// request has been answered (403 or 503).
-func (a *App) mayReach(w http.ResponseWriter, r *http.Request, s *access.Session, ar *Archive, via, study, series, instance string) bool {
-	held, err := a.holds(r, ar, study, series, instance)
-	switch {
-	case err != nil:
-		a.Authorize.unavailable(w, via, &access.UnavailableError{What: "the archive", Err: err})
-		return false
-	case !held:
-		a.Authorize.deny(w, s, via, "the series or instance is not within the allowed study", a.Authorize.uidField("series_uid", series))
-		return false
+// reachable is, under authorize, the membership check over replicas: the
+// first archive of order that answers decides whether the series (and
+// instance) is within the allowed study; archives that cannot be asked are
+// passed over. It returns the archives from that one on; false means the
+// request has been answered (403 when the archive says no, 503 when none
+// could be asked).
+func (a *App) reachable(w http.ResponseWriter, r *http.Request, s *access.Session, order []*Archive, via, study, series, instance string) ([]*Archive, bool) {
+	var lastErr error
+	for i, ar := range order {
+		held, err := a.holds(r, ar, study, series, instance)
+		if err != nil {
+			lastErr = err
+			if i+1 < len(order) {
+				a.logger.Warn("archive could not be asked whether it holds a series; asking its replica",
+					zap.String("handler", via), zap.String("from", ar.name), zap.String("to", order[i+1].name), zap.Error(err))
+			}
+			continue
+		}
+		if !held {
+			a.Authorize.deny(w, s, via, "the series or instance is not within the allowed study", a.Authorize.uidField("series_uid", series))
+			return nil, false
+		}
+		return order[i:], true
 	}
-	return true
+	a.Authorize.unavailable(w, via, &access.UnavailableError{What: "the archive", Err: lastErr})
+	return nil, false
+}
+
+// holdsFunc returns, under authorize, the check a replica must pass before
+// a failover goes to it: it holds the series (and instance) within the
+// study, as it says itself.
+func (a *App) holdsFunc(r *http.Request, study, series, instance string) func(*Archive) bool {
+	return func(ar *Archive) bool {
+		held, err := a.holds(r, ar, study, series, instance)
+		if err != nil || !held {
+			a.logger.Warn("replica passed over: it could not confirm that it holds the series", zap.String("archive", ar.name), zap.Bool("answered", err == nil))
+			return false
+		}
+		return true
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,7 +107,10 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 	if err != nil {
 		return h.app.answerError(w, "dicomweb", err)
 	}
-	var ar *Archive
+	var (
+		order  []*Archive // the archive asked, then its replicas
+		usable func(*Archive) bool
+	)
 	switch {
 	case r.Method == http.MethodPost && req.Level == dicom.LevelRoot && req.Sub == "studies",
 		r.Method == http.MethodPost && req.Level == dicom.LevelStudy && req.Sub == "":
@@ -141,21 +145,26 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		if len(h.app.names) > 1 {
 			return h.fanOut(w, r, req, nil)
 		}
-		ar = h.app.Archives[h.app.names[0]]
+		order = []*Archive{h.app.Archives[h.app.names[0]]}
 	default:
 		if sess != nil && !az.mayReadStudy(w, r, sess, "dicomweb", req.Study) {
 			return nil
 		}
 		var loc *resolve.Study
-		ar, loc, err = h.app.route(r, req.Study, req.Series, fhirjson.WADORS)
+		order, loc, err = h.app.route(r, req.Study, req.Series, fhirjson.WADORS)
 		if err != nil {
 			return h.app.routeFailed(w, sess, "dicomweb", req.Level != dicom.LevelStudy, err)
 		}
-		if sess != nil && req.Level != dicom.LevelStudy && !h.app.mayReach(w, r, sess, ar, "dicomweb", req.Study, req.Series, req.Instance) {
-			return nil
+		if sess != nil && req.Level != dicom.LevelStudy {
+			if order, ok = h.app.reachable(w, r, sess, order, "dicomweb", req.Study, req.Series, req.Instance); !ok {
+				return nil
+			}
+			usable = h.app.holdsFunc(r, req.Study, req.Series, req.Instance)
 		}
 		if req.Level == dicom.LevelStudy && loc != nil {
-			if names := loc.Archives(fhirjson.WADORS); len(names) > 1 {
+			// Spread, not every archive named: replicas of one series
+			// are not merged twice.
+			if names := loc.Spread(fhirjson.WADORS); len(names) > 1 {
 				if done, err := h.serveSplitStudy(w, r, req, h.archives(names)); done {
 					return err
 				}
@@ -163,17 +172,14 @@ func (h *DICOMweb) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		}
 	}
 	if ce := h.logger.Check(zap.DebugLevel, "routing DICOMweb request"); ce != nil {
-		ce.Write(zap.String("archive", ar.name), zap.String("level", req.Level.String()))
-	}
-	if req.WantsOctets() {
-		ar.narrowAccept(r.Header)
+		ce.Write(zap.String("archive", order[0].name), zap.Int("replicas", len(order)-1), zap.String("level", req.Level.String()))
 	}
 	if req.IsSearch() || strings.HasSuffix(req.Sub, "metadata") {
 		// A DICOM JSON answer is rewritten, so it must come uncompressed;
 		// an encode handler in front compresses the result.
 		r.Header.Del("Accept-Encoding")
 	}
-	return h.proxy(w, r, ar, ar.base.Path+req.Path())
+	return h.proxy(w, r, order, req.Path(), req.WantsOctets(), usable)
 }
 
 // visibleOnly returns the filter that keeps, of a search's answer, the
@@ -212,42 +218,67 @@ func (h *DICOMweb) archives(names []string) []*Archive {
 	return out
 }
 
-// proxy sends r to the archive at path, keeping the query and headers,
-// streaming the answer; a DICOM JSON answer has its URLs rebased.
-func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, ar *Archive, path string) error {
+// proxy sends r to the first archive of order at its base path followed by
+// sub, keeping the query and headers, streaming the answer; a DICOM JSON
+// answer has its URLs rebased. octets says that frames, bulk data or pixel
+// data are asked for, whose wildcard Accept each archive narrows its own
+// way. A GET or HEAD that an archive cannot answer before anything was sent
+// goes to the next archive of order (a replica) that usable, when not nil,
+// allows.
+func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, order []*Archive, sub string, octets bool, usable func(*Archive) bool) error {
 	rules := h.rules(r)
-	aw := newAnswerWriter(w, ar, "dicomweb", rules)
-	if len(rules) == 0 || r.Method != http.MethodGet {
-		status, err := ar.serve(aw, r, path, r.URL.RawQuery, "dicomweb")
+	buffered := len(rules) > 0 && r.Method == http.MethodGet
+	var buf *bytes.Buffer
+	if buffered {
+		buf = bufPool.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= 4<<20 {
+				bufPool.Put(buf)
+			}
+		}()
+	}
+	accept := slices.Clone(r.Header.Values("Accept"))
+	try := newReplicas(h.app, r, "dicomweb", order, usable)
+	for ar := try.first(); ar != nil; ar = try.next {
+		if octets {
+			if len(accept) > 0 {
+				r.Header["Accept"] = slices.Clone(accept)
+			}
+			ar.narrowAccept(r.Header)
+		}
+		aw := newAnswerWriter(w, ar, "dicomweb", rules)
+		var (
+			dst http.ResponseWriter = aw
+			rec *boundedRecorder
+		)
+		if buffered {
+			buf.Reset()
+			rec = &boundedRecorder{w: aw, buf: buf, limit: int(h.MaxJSONSize)}
+			rec.ResponseRecorder = caddyhttp.NewResponseRecorder(aw, buf, h.shouldBuffer)
+			dst = rec
+		}
+		fw := try.writer(dst)
+		status, err := ar.serve(fw, r, ar.base.Path+sub, r.URL.RawQuery, "dicomweb")
+		if try.again(ar, fw, status, err) {
+			continue
+		}
 		if err != nil {
 			return ar.failed(w, status, err)
 		}
-		return aw.finish()
-	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= 4<<20 {
-			bufPool.Put(buf)
+		if !buffered || !rec.captured() {
+			return aw.finish()
 		}
-	}()
-	rec := &boundedRecorder{w: aw, buf: buf, limit: int(h.MaxJSONSize)}
-	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(aw, buf, h.shouldBuffer)
-	if status, err := ar.serve(rec, r, path, r.URL.RawQuery, "dicomweb"); err != nil {
-		return ar.failed(w, status, err)
+		body, changed, err := dicom.RewriteURLs(buf.Bytes(), rules)
+		if err != nil || !changed {
+			return rec.WriteResponse()
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Header().Del("ETag")
+		w.WriteHeader(rec.Status())
+		_, err = w.Write(body)
+		return err
 	}
-	if !rec.captured() {
-		return aw.finish()
-	}
-	body, changed, err := dicom.RewriteURLs(buf.Bytes(), rules)
-	if err != nil || !changed {
-		return rec.WriteResponse()
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.Header().Del("ETag")
-	w.WriteHeader(rec.Status())
-	_, err = w.Write(body)
-	return err
+	return nil
 }
 
 // rules returns the URL rebasing rules for this request: every archive

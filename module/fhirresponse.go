@@ -492,18 +492,28 @@ func (h *FHIRRewrite) rewriting(r *http.Request, b bases) rewriting {
 		plan: func(fetched map[string]fhirjson.Endpoint) fhirjson.Planner {
 			return func(st *fhirjson.Study, se *fhirjson.Series) fhirjson.Bases {
 				var b fhirjson.Bases
-				if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
-					if h.Mode == ModeDirect {
+				if h.Mode == ModeDirect {
+					if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
 						b.WADORS = directBase(e.Address)
-					} else if h.app.ArchiveFor(e.Address) != nil {
+					}
+					if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
+						b.WADOURI = directBase(e.Address)
+					}
+					return b
+				}
+				// Proxy mode: any effective Endpoint of a configured
+				// archive (the first may be a replica the gateway does
+				// not know), as routing decides.
+				for _, e := range st.EffectiveAll(se, fhirjson.WADORS, fetched) {
+					if h.app.ArchiveFor(e.Address) != nil {
 						b.WADORS = rsBase
+						break
 					}
 				}
-				if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
-					if h.Mode == ModeDirect {
-						b.WADOURI = directBase(e.Address)
-					} else if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
+				for _, e := range st.EffectiveAll(se, fhirjson.WADOURI, fetched) {
+					if ar := h.app.ArchiveFor(e.Address); ar != nil && ar.WADOURI != "" {
 						b.WADOURI = uriBase
+						break
 					}
 				}
 				return b

@@ -17,6 +17,7 @@ type metrics struct {
 	fetchSeconds  *prometheus.HistogramVec
 	routed        *prometheus.CounterVec
 	mergeLeftOut  *prometheus.CounterVec
+	failovers     *prometheus.CounterVec
 	invalidations *prometheus.CounterVec
 	registrations *prometheus.CounterVec
 
@@ -61,6 +62,10 @@ func newMetrics(reg prometheus.Registerer, size func(cache string) int, hitRatio
 			Namespace: namespace, Name: "merge_partial_failures_total",
 			Help: "Archives left out of a merged answer (QIDO-RS fan-out, a study split across archives), by archive.",
 		}, []string{"archive"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "archive_failovers_total",
+			Help: "Requests that an archive could not answer (no connection, or a 5xx status) and that went to its replica instead, by handler, the archive that failed (from) and the replica (to).",
+		}, []string{"handler", "from", "to"}),
 		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cache_invalidations_total",
 			Help: "Cache entries dropped because a resource changed, by resource type and source (gateway, subscription, admin, registration).",
@@ -84,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, size func(cache string) int, hitRatio
 		}, []string{"kind"}),
 	}
 	var err error
-	for _, v := range []**prometheus.CounterVec{&m.rewrites, &m.injected, &m.cacheLookups, &m.fetches, &m.routed, &m.mergeLeftOut, &m.invalidations, &m.registrations, &m.accessDecisions, &m.accessChecks} {
+	for _, v := range []**prometheus.CounterVec{&m.rewrites, &m.injected, &m.cacheLookups, &m.fetches, &m.routed, &m.mergeLeftOut, &m.failovers, &m.invalidations, &m.registrations, &m.accessDecisions, &m.accessChecks} {
 		if *v, err = register(reg, *v); err != nil {
 			return nil, err
 		}

@@ -13,28 +13,29 @@ import (
 	"github.com/fhirimaging/caddy-fhir-imaging/module/telemetry"
 )
 
-// route finds the archive that holds the given series (or the study, when
-// series is "") for connection type t: what the FHIR server says of the
-// study (cached), then resolve.Decide. It also returns what the FHIR
-// server says, or nil when the default archive was chosen without asking.
-// Its span is a child of the request's; r is not changed.
-func (a *App) route(r *http.Request, study, series string, t fhirjson.ConnectionType) (ar *Archive, loc *resolve.Study, err error) {
+// route finds the archives that hold the given series (or the study, when
+// series is "") for connection type t, in the order they are tried (the
+// first, then its replicas): what the FHIR server says of the study
+// (cached), then resolve.DecideOrder. It also returns what the FHIR server
+// says, or nil when the default archive was chosen without asking. Its span
+// is a child of the request's; r is not changed.
+func (a *App) route(r *http.Request, study, series string, t fhirjson.ConnectionType) (order []*Archive, loc *resolve.Study, err error) {
 	ctx, span := telemetry.StartSpan(r.Context(), "fhir_imaging.route", attribute.String("fhir_imaging.connection_type", string(t)))
 	if a.TraceUIDs {
 		span.SetAttributes(attribute.String("fhir_imaging.study_uid", study), attribute.String("fhir_imaging.series_uid", series))
 	}
 	defer func() {
-		if ar != nil {
-			span.SetAttributes(attribute.String("fhir_imaging.archive", ar.name))
+		if len(order) > 0 {
+			span.SetAttributes(attribute.String("fhir_imaging.archive", order[0].name))
 			if ce := a.logger.Check(zap.DebugLevel, "routing decision"); ce != nil {
-				ce.Write(a.routeFields(ar, loc, study, series)...)
+				ce.Write(a.routeFields(order, loc, study, series)...)
 			}
 		}
 		telemetry.End(span, err)
 	}()
 	if a.resolver == nil || a.FHIR == "" {
 		if a.DefaultArchive != "" {
-			return a.Archives[a.DefaultArchive], nil, nil
+			return []*Archive{a.Archives[a.DefaultArchive]}, nil, nil
 		}
 		return nil, nil, &routeError{status: http.StatusBadGateway, msg: "no FHIR server is configured to find the archive of a study"}
 	}
@@ -50,15 +51,27 @@ func (a *App) route(r *http.Request, study, series string, t fhirjson.Connection
 		}
 		return nil, nil, &routeError{status: status, msg: msg, cause: err}
 	}
-	name, why := resolve.Decide(loc, series, t, a.DefaultArchive)
-	if name == "" {
+	names, why := resolve.DecideOrder(loc, series, t, a.DefaultArchive)
+	for _, n := range names {
+		if ar := a.Archives[n]; ar != nil {
+			order = append(order, ar)
+		}
+	}
+	if len(order) == 0 {
 		return nil, nil, &routeError{status: http.StatusNotFound, msg: why}
 	}
-	return a.Archives[name], loc, nil
+	return order, loc, nil
 }
 
-func (a *App) routeFields(ar *Archive, loc *resolve.Study, study, series string) []zap.Field {
-	f := []zap.Field{zap.String("archive", ar.name), zap.Bool("known", loc != nil && loc.Known)}
+func (a *App) routeFields(order []*Archive, loc *resolve.Study, study, series string) []zap.Field {
+	f := []zap.Field{zap.String("archive", order[0].name), zap.Bool("known", loc != nil && loc.Known)}
+	if len(order) > 1 {
+		names := make([]string, 0, len(order)-1)
+		for _, ar := range order[1:] {
+			names = append(names, ar.name)
+		}
+		f = append(f, zap.Strings("replicas", names))
+	}
 	if loc != nil {
 		f = append(f, zap.Strings("study_archives", loc.Archives(fhirjson.WADORS)))
 	}

@@ -74,26 +74,48 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if sess != nil && !az.mayReadStudy(w, r, sess, "wado_uri", ref.Study) {
 		return nil
 	}
-	ar, _, err := h.app.route(r, ref.Study, ref.Series, fhirjson.WADOURI)
+	order, _, err := h.app.route(r, ref.Study, ref.Series, fhirjson.WADOURI)
 	if err != nil {
 		return h.app.routeFailed(w, sess, "wado_uri", true, err)
 	}
-	if sess != nil && !h.app.mayReach(w, r, sess, ar, "wado_uri", ref.Study, ref.Series, ref.Object) {
+	// Only archives with a WADO-URI base can serve it.
+	withURI := make([]*Archive, 0, len(order))
+	for _, ar := range order {
+		if ar.uriBase != nil {
+			withURI = append(withURI, ar)
+		}
+	}
+	if len(withURI) == 0 {
+		writeError(w, http.StatusNotFound, "archive "+order[0].name+" holds this series but has no wado_uri base configured")
 		return nil
 	}
-	if ar.uriBase == nil {
-		writeError(w, http.StatusNotFound, "archive "+ar.name+" holds this series but has no wado_uri base configured")
-		return nil
+	order = withURI
+	var usable func(*Archive) bool
+	if sess != nil {
+		if order, ok = h.app.reachable(w, r, sess, order, "wado_uri", ref.Study, ref.Series, ref.Object); !ok {
+			return nil
+		}
+		usable = h.app.holdsFunc(r, ref.Study, ref.Series, ref.Object)
 	}
 	if ce := h.logger.Check(zap.DebugLevel, "routing WADO-URI request"); ce != nil {
-		ce.Write(zap.String("archive", ar.name))
+		ce.Write(zap.String("archive", order[0].name), zap.Int("replicas", len(order)-1))
 	}
-	// An archive's error answer is replaced by the gateway's own.
-	aw := newAnswerWriter(w, ar, "wado_uri", nil)
-	if status, err := ar.serve(aw, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri"); err != nil {
-		return ar.failed(w, status, err)
+	// An archive's error answer is replaced by the gateway's own; one that
+	// cannot answer before anything was sent is replaced by its replica.
+	try := newReplicas(h.app, r, "wado_uri", order, usable)
+	for ar := try.first(); ar != nil; ar = try.next {
+		aw := newAnswerWriter(w, ar, "wado_uri", nil)
+		fw := try.writer(aw)
+		status, err := ar.serve(fw, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri")
+		if try.again(ar, fw, status, err) {
+			continue
+		}
+		if err != nil {
+			return ar.failed(w, status, err)
+		}
+		return aw.finish()
 	}
-	return aw.finish()
+	return nil
 }
 
 // Interface guards.

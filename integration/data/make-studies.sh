@@ -17,6 +17,10 @@
 #   S5  only when STUDIES_SCENARIOS names it (the access-control run): a second
 #       study of S2's patient, in archive a, marked restricted in FHIR
 #       (meta.security R) so that the patient's proxy may not see it
+#   S6  only when STUDIES_SCENARIOS names it (e2e/replicas.test.mjs): a study held
+#       whole by two archives, c and d (replicas); FHIR: study-level WADO-RS and
+#       WADO-URI endpoints of both, c first; series 2 also lists both WADO-RS
+#       endpoints itself. upload.sh puts it in both.
 # STUDIES_SCENARIOS picks the scenarios (default "S1 S2 S3 S4").
 # Needs dcmtk (dump2dcm), perl, jq, sha256sum.
 set -euo pipefail
@@ -38,6 +42,7 @@ SCEN=(
   "S3|pat-s3|Synthetic|Carol|19801231|F|20240310|S3 IHE MADO style series endpoints"
   "S4|pat-s4|Synthetic|Dave|19551120|M|20240405|S4 WADO-RS and WADO-URI endpoints"
   "S5|pat-s2|Synthetic|Bob|19650607|M|20240520|S5 restricted study (hidden from the patient's proxy)"
+  "S6|pat-s6|Synthetic|Erin|19900303|F|20240615|S6 study held by two archives (replicas)"
 )
 SCENARIOS=" ${STUDIES_SCENARIOS:-S1 S2 S3 S4} "
 # series: scenario|seriesNo|archive|nInstances|multiframeLast(0/1)|description
@@ -50,6 +55,8 @@ SERIES=(
   "S3|2|b|2|0|MADO series 2"
   "S4|1|a|2|0|WADO-URI series"
   "S5|1|a|2|0|Restricted series"
+  "S6|1|c|2|0|Replicated series 1"
+  "S6|2|c|2|1|Replicated series 2"
 )
 
 scen_field() { # scen_field S1 N
@@ -159,7 +166,9 @@ jq -Rn --arg out "$OUT" --arg root "$ROOT" --argjson scen "$scen_json" '
       S2: {identifierValuePrefix:"urn:oid:", studyEndpoints:[], seriesEndpoints:true},
       S3: {identifierValuePrefix:"",         studyEndpoints:[], seriesEndpoints:true},
       S4: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs","dicom-wado-uri"], seriesEndpoints:false},
-      S5: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs","dicom-wado-uri"], seriesEndpoints:false, restricted:true}
+      S5: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs","dicom-wado-uri"], seriesEndpoints:false, restricted:true},
+      S6: {identifierValuePrefix:"urn:oid:", studyEndpoints:["dicom-wado-rs","dicom-wado-uri"], seriesEndpoints:false,
+           replicas:["c","d"], replicaSeries:[2]}
     }[id];
   [inputs | split("\t") | {sc:.[0], study:.[1], sn:(.[2]|tonumber), series:.[3], archive:.[4],
      sdesc:.[5], i:(.[6]|tonumber), sop:.[7], cls:.[8], frames:(.[9]|tonumber), file:.[10],

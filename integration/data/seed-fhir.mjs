@@ -90,6 +90,8 @@ export function buildResources(manifest, archives) {
     });
     const ref = (archive, kind) => ({ reference: `Endpoint/${endpointId(archive, kind)}` });
     const studyArchive = st.series[0].archive;
+    // A replicated study (S6): each Endpoint of every replica, in order.
+    const studyRefs = (ct) => (st.fhir.replicas || [studyArchive]).map((a) => ref(a, ct.replace(/^dicom-/, '')));
     const study = {
       resourceType: 'ImagingStudy',
       id: `study-${sc}`,
@@ -109,7 +111,7 @@ export function buildResources(manifest, archives) {
       subject: { reference: `Patient/${p.id}` },
       started: `${fhirDate(st.studyDate)}T10:15:00Z`,
       ...(st.fhir.studyEndpoints.length > 0
-        ? { endpoint: st.fhir.studyEndpoints.map((ct) => ref(studyArchive, ct.replace(/^dicom-/, ''))) }
+        ? { endpoint: st.fhir.studyEndpoints.flatMap(studyRefs) }
         : {}),
       numberOfSeries: st.series.length,
       numberOfInstances: st.series.reduce((n, s) => n + s.instances.length, 0),
@@ -121,6 +123,8 @@ export function buildResources(manifest, archives) {
         description: se.description,
         numberOfInstances: se.instances.length,
         ...(st.fhir.seriesEndpoints ? { endpoint: [ref(se.archive, 'wado-rs')] } : {}),
+        ...((st.fhir.replicaSeries || []).includes(se.number)
+          ? { endpoint: st.fhir.replicas.map((a) => ref(a, 'wado-rs')) } : {}),
         instance: se.instances.map((i) => ({
           uid: i.sopInstanceUID,
           sopClass: { system: 'urn:ietf:rfc:3986', code: `urn:oid:${i.sopClassUID}` },

@@ -345,6 +345,28 @@ func (st *Study) Effective(se *Series, t ConnectionType, fetched map[string]Endp
 	return pick(st.Endpoints, t, fetched)
 }
 
+// EffectiveAll returns every Endpoint of connection type t that serves
+// series se of study st, in the order they are listed: the series' own
+// active Endpoints of that type if it has any, else the study's. Several
+// Endpoints of one type mean the same data held in several places
+// (replicas); the first is the one Effective returns.
+func (st *Study) EffectiveAll(se *Series, t ConnectionType, fetched map[string]Endpoint) []Endpoint {
+	if all := pickAll(se.Endpoints, t, fetched); len(all) > 0 {
+		return all
+	}
+	return pickAll(st.Endpoints, t, fetched)
+}
+
+func pickAll(refs []*Ref, t ConnectionType, fetched map[string]Endpoint) []Endpoint {
+	var out []Endpoint
+	for i := range refs {
+		if e, ok := pick(refs[i:i+1], t, fetched); ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func pick(refs []*Ref, t ConnectionType, fetched map[string]Endpoint) (Endpoint, bool) {
 	for _, r := range refs {
 		var e Endpoint

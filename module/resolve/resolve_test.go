@@ -221,3 +221,41 @@ func TestNextLinkStaysOnTheServer(t *testing.T) {
 		}
 	}
 }
+
+func TestStudyReplicasInListedOrder(t *testing.T) {
+	s := newServer(t)
+	// The study lists b, an address of no configured archive, a, and b
+	// again; series 1.2.9.1 lists its own a then b; 1.2.9.2 lists only a
+	// WADO-URI Endpoint of its own, so its WADO-RS archives are the
+	// study's. An inactive Endpoint is no replica.
+	s.studies = `{"resource":{"resourceType":"ImagingStudy","id":"r","identifier":[{"system":"urn:dicom:uid","value":"1.2.9"}],` +
+		`"endpoint":[{"reference":"Endpoint/b"},{"reference":"Endpoint/elsewhere"},{"reference":"Endpoint/a"},{"reference":"Endpoint/b"},{"reference":"Endpoint/off"}],` +
+		`"series":[{"uid":"1.2.9.1","endpoint":[{"reference":"Endpoint/a"},{"reference":"Endpoint/b"}]},{"uid":"1.2.9.2","endpoint":[{"reference":"Endpoint/a-uri"}]}]}},` +
+		`{"resource":` + ep("a", "dicom-wado-rs", "http://a/dw") + `,"search":{"mode":"include"}},` +
+		`{"resource":` + ep("b", "dicom-wado-rs", "http://b/dw") + `,"search":{"mode":"include"}},` +
+		`{"resource":` + ep("a-uri", "dicom-wado-uri", "http://a/wado") + `,"search":{"mode":"include"}},` +
+		`{"resource":` + ep("elsewhere", "dicom-wado-rs", "http://elsewhere/dw") + `,"search":{"mode":"include"}},` +
+		`{"resource":{"resourceType":"Endpoint","id":"off","status":"off","connectionType":{"code":"dicom-wado-rs"},"address":"http://a/dw"},"search":{"mode":"include"}}`
+	r := newResolver(s, &clock{t: time.Unix(0, 0)})
+	st, err := r.Study(context.Background(), "1.2.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		series string
+		t      fhirjson.ConnectionType
+		want   string
+	}{
+		{"", fhirjson.WADORS, "[b a]"},
+		{"1.2.9.1", fhirjson.WADORS, "[a b]"},
+		{"1.2.9.2", fhirjson.WADORS, "[b a]"},
+		{"1.2.9.2", fhirjson.WADOURI, "[a]"},
+	} {
+		if got := fmt.Sprint(st.Order(tc.t, tc.series)); got != tc.want {
+			t.Errorf("series %q %s: order %s, want %s (%+v)", tc.series, tc.t, got, tc.want, st)
+		}
+	}
+	if st.Spread(fhirjson.WADORS) != nil {
+		t.Errorf("replicas taken for a split study: %v", st.Spread(fhirjson.WADORS))
+	}
+}

@@ -67,3 +67,53 @@ func TestDecide(t *testing.T) {
 		}
 	}
 }
+
+func TestReplicasAndSpread(t *testing.T) {
+	rs := func(names ...string) Placement {
+		var p Placement
+		p.set(fhirjson.WADORS, names)
+		return p
+	}
+	for _, tc := range []struct {
+		name        string
+		loc         *Study
+		studyOrder  string
+		seriesOrder map[string]string
+		spread      string
+	}{
+		{"a study held by two archives, study-level Endpoints only",
+			&Study{Known: true, Default: rs("a", "b"), Series: map[string]Placement{"1": rs("a", "b"), "2": rs("a", "b")}},
+			"[a b]", map[string]string{"1": "[a b]", "9": "[a b]"}, "[]"},
+		{"series listing both archives in another order than the study",
+			&Study{Known: true, Default: rs("b", "a"), Series: map[string]Placement{"1": rs("a", "b")}},
+			"[b a]", map[string]string{"1": "[a b]"}, "[]"},
+		{"replicas without a default: the archive first for most series first",
+			&Study{Known: true, Series: map[string]Placement{"1": rs("b", "a"), "2": rs("b", "a"), "3": rs("a", "b")}},
+			"[b a]", map[string]string{"3": "[a b]"}, "[]"},
+		{"a split study whose first series is replicated",
+			&Study{Known: true, Series: map[string]Placement{"1": rs("a", "b"), "2": rs("c")}},
+			"[a]", map[string]string{"1": "[a b]", "2": "[c]"}, "[a c]"},
+		{"overlapping replicas: as few archives as cover every series",
+			&Study{Known: true, Series: map[string]Placement{"1": rs("a", "b"), "2": rs("b", "c"), "3": rs("c")}},
+			"[a]", nil, "[b c]"},
+		{"a plain split",
+			&Study{Known: true, Default: rs("a"), Series: map[string]Placement{"1": rs("b")}},
+			"[a]", map[string]string{"1": "[b]", "2": "[a]"}, "[a b]"},
+	} {
+		if got := fmt.Sprint(tc.loc.Order(fhirjson.WADORS, "")); got != tc.studyOrder {
+			t.Errorf("%s: study order %s, want %s", tc.name, got, tc.studyOrder)
+		}
+		for se, want := range tc.seriesOrder {
+			if got := fmt.Sprint(tc.loc.Order(fhirjson.WADORS, se)); got != want {
+				t.Errorf("%s: series %s order %s, want %s", tc.name, se, got, want)
+			}
+		}
+		if got := fmt.Sprint(tc.loc.Spread(fhirjson.WADORS)); got != tc.spread {
+			t.Errorf("%s: spread %s, want %s", tc.name, got, tc.spread)
+		}
+	}
+	names, why := DecideOrder(&Study{Known: true, Default: rs("a", "b")}, "7", fhirjson.WADOURI, "")
+	if fmt.Sprint(names) != "[a b]" || !strings.Contains(why, "replicas are tried in this order") {
+		t.Errorf("WADO-URI falls back to the WADO-RS replicas: %v, %q", names, why)
+	}
+}

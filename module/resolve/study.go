@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -101,7 +102,7 @@ func (r *Resolver) fetchStudy(ctx context.Context, uid string) (*Study, error) {
 				continue
 			}
 			s.Known = true
-			if s.Default == (Placement{}) {
+			if s.Default.empty() {
 				s.Default = r.placement(st, nil, fetched)
 			}
 			for _, se := range st.Series {
@@ -113,10 +114,10 @@ func (r *Resolver) fetchStudy(ctx context.Context, uid string) (*Study, error) {
 					// Several ImagingStudies list this series: keep what
 					// the first said and fill in what it left open.
 					if old.WADORS == "" {
-						old.WADORS = p.WADORS
+						old.WADORS, old.WADORSReplicas = p.WADORS, p.WADORSReplicas
 					}
 					if old.WADOURI == "" {
-						old.WADOURI = p.WADOURI
+						old.WADOURI, old.WADOURIReplicas = p.WADOURI, p.WADOURIReplicas
 					}
 					p = old
 				}
@@ -186,17 +187,22 @@ func holds(docs []*fhirjson.Document, uid string) bool {
 }
 
 // placement maps the effective Endpoints of a series (or, with se nil, of
-// the study itself) to archive names.
+// the study itself) to archive names: per connection type, every listed
+// Endpoint that means a configured archive, in order, each archive once.
+// Endpoints of no configured archive are left out.
 func (r *Resolver) placement(st *fhirjson.Study, se *fhirjson.Series, fetched map[string]fhirjson.Endpoint) Placement {
 	if se == nil {
 		se = &fhirjson.Series{}
 	}
 	var p Placement
-	if e, ok := st.Effective(se, fhirjson.WADORS, fetched); ok {
-		p.WADORS = r.cfg.Archive(fhirjson.ArchiveKey(e.Address))
-	}
-	if e, ok := st.Effective(se, fhirjson.WADOURI, fetched); ok {
-		p.WADOURI = r.cfg.Archive(fhirjson.ArchiveKey(e.Address))
+	for _, t := range []fhirjson.ConnectionType{fhirjson.WADORS, fhirjson.WADOURI} {
+		var names []string
+		for _, e := range st.EffectiveAll(se, t, fetched) {
+			if n := r.cfg.Archive(fhirjson.ArchiveKey(e.Address)); n != "" && !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+		p.set(t, names)
 	}
 	return p
 }
