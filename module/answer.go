@@ -21,7 +21,8 @@ import (
 //   - a multipart/related answer streams with each part's Content-Location
 //     (Orthanc names every frame by its own URL) rebased to the gateway's
 //     public base, by a dicom.PartRebaser that holds nothing but a part's
-//     header block.
+//     header block; its Content-Length is kept when the first part needs
+//     no longer headers (the header waits for that part's headers).
 //
 // Everything else passes through untouched. finish must be called once the
 // proxy is done.
@@ -70,10 +71,27 @@ func (a *answerWriter) WriteHeader(status int) {
 		if mt, params, err := mime.ParseMediaType(a.w.Header().Get("Content-Type")); err == nil && mt == "multipart/related" && params["boundary"] != "" {
 			if pr, err := dicom.NewPartRebaser(a.w, params["boundary"], a.rules); err == nil {
 				a.parts = pr
-				// Rebased headers change the length, and the bytes the
-				// archive's validator stood for.
-				a.w.Header().Del("Content-Length")
-				a.w.Header().Del("ETag")
+				if a.w.Header().Get("Content-Length") == "" {
+					a.w.Header().Del("ETag") // the archive's bytes, not these
+					break
+				}
+				// A known length is worth keeping (a client reads a
+				// chunked gigabyte a fifth slower): when the first part
+				// needs no longer headers, the answer keeps it, and later
+				// parts are rebased in the same bytes (dicom.KeepLength).
+				// The header waits for that part.
+				pr.KeepLength(func(changes bool) bool {
+					hdr := a.w.Header()
+					if changes {
+						hdr.Del("Content-Length")
+						hdr.Del("ETag")
+					} else {
+						weakenETag(hdr)
+					}
+					a.w.WriteHeader(status)
+					return !changes
+				})
+				return
 			}
 		}
 	}

@@ -205,3 +205,31 @@ func TestDICOMwebSpreadStudyCounts(t *testing.T) {
 	s.b.serve = answer("[" + ds("1.5", counts(2, 5, `"CT","MR"`)) + "]")
 	check("added up", 3, 7)
 }
+
+// A multipart answer of known length keeps it when its parts need nothing
+// longer (Orthanc's instance parts carry no Content-Location): a client
+// reads a chunked gigabyte a fifth slower. Its frames, named by the
+// archive's URL, are rebased and go chunked.
+func TestDICOMwebPartLengthKept(t *testing.T) {
+	s := newRoutingSetup(t, "")
+	s.a.serve = func(w http.ResponseWriter, r *http.Request) {
+		loc := ""
+		if strings.Contains(r.URL.Path, "/frames/") {
+			loc = "Content-Location: " + s.a.base() + strings.TrimPrefix(r.URL.Path, s.a.prefix) + "\r\n"
+		}
+		body := "--B\r\nContent-Type: application/octet-stream\r\n" + loc + "Content-Length: 3000\r\n\r\n" + strings.Repeat("\x07", 3000) + "\r\n--B--\r\n"
+		w.Header().Set("Content-Type", `multipart/related; type="application/octet-stream"; boundary=B`)
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Header().Set("ETag", `"v1"`)
+		io.WriteString(w, body)
+	}
+	inst := s.gw + "/wado-rs/studies/1.2.1/series/1.2.1.1/instances/1.2.1.1.1"
+	resp, body := get(t, inst)
+	if resp.ContentLength != int64(len(body)) || resp.ContentLength < 3000 || resp.Header.Get("ETag") != `W/"v1"` {
+		t.Errorf("instance: Content-Length %d for %d bytes, ETag %q; want the archive's length kept and a weak ETag", resp.ContentLength, len(body), resp.Header.Get("ETag"))
+	}
+	resp, body = get(t, inst+"/frames/1")
+	if resp.ContentLength != -1 || resp.Header.Get("ETag") != "" || !strings.Contains(string(body), "Content-Location: "+s.gw+"/wado-rs/studies/1.2.1/") {
+		t.Errorf("frames: Content-Length %d, ETag %q, body %.200q; want chunked, rebased", resp.ContentLength, resp.Header.Get("ETag"), body)
+	}
+}

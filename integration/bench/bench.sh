@@ -65,7 +65,15 @@ log "building Caddy with the gateway's modules (minutes when cold)"
 CADDY="$WORK/caddy"
 mkdir -p "$WORK/www" "$WORK/res"
 (cd "$REPO" && go run integration/bench/fixtures.go -out "$WORK/www")
-truncate -s 1G "$WORK/www/big.bin"
+# The 1 GiB retrieve: one part, shaped as Orthanc's DICOMweb plugin writes
+# an instance (its part headers announce the part's length), of zeros.
+big_head=$'--bench\r\nContent-Type: application/dicom\r\nContent-Length: %d\r\nMIME-Version: 1.0\r\n\r\n'
+big_tail=$'\r\n--bench--\r\n'
+big_part=$(( 1073741824 - ${#big_tail} - $(printf -- "$big_head" 1073741824 | wc -c) ))
+printf -- "$big_head" "$big_part" >"$WORK/www/big.bin"
+truncate -s "+$big_part" "$WORK/www/big.bin"
+printf '%s' "$big_tail" >>"$WORK/www/big.bin"
+[ "$(stat -c %s "$WORK/www/big.bin")" = 1073741824 ] || { log "big.bin is not 1 GiB"; exit 1; }
 
 sed "s#@WWW@#$WORK/www#g" "$HERE/upstream.Caddyfile" >"$WORK/upstream.Caddyfile"
 cp "$HERE/plain.Caddyfile" "$HERE/gateway.Caddyfile" "$WORK/"

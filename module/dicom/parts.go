@@ -28,6 +28,14 @@ type PartRebaser struct {
 	state int
 	skip  int64 // body bytes announced by the part's Content-Length, passed unread
 	err   error
+
+	// With a decide function (KeepLength), nothing is written until the
+	// first part's header block has been read; then decide says whether
+	// the body must keep its length (fixed).
+	decide  func(changes bool) (fixed bool)
+	decided bool
+	fixed   bool
+	pending []byte
 }
 
 const (
@@ -52,6 +60,34 @@ func NewPartRebaser(w io.Writer, boundary string, rules []Rebase) (*PartRebaser,
 		p.rules = append(p.rules, rr)
 	}
 	return p, nil
+}
+
+// KeepLength makes the rebaser keep the body's length when it can, for an
+// answer whose Content-Length is still to be sent: nothing is written
+// until the first part's header block has been read (or the body ended, or
+// more than 16 KiB came without one), and then decide is called with
+// whether rebasing that block changes its length. decide writes the
+// answer's header (with Content-Length or without) and returns whether the
+// length must stay. If it must, a later URL header is rebased only where
+// the new URL fits in the old one's bytes (padded with spaces, which HTTP
+// allows after a header's value) and is otherwise blanked, the whole line
+// becoming an empty X-Omitted header of the same length: a client never
+// sees an archive's address, and the length announced stays true. Call it
+// before the first Write.
+func (p *PartRebaser) KeepLength(decide func(changes bool) (fixed bool)) {
+	p.decide = decide
+}
+
+// settle makes the KeepLength decision and writes what waited for it.
+func (p *PartRebaser) settle(changes bool) {
+	if p.decided || p.decide == nil {
+		return
+	}
+	p.decided = true
+	p.fixed = p.decide(changes)
+	pending := p.pending
+	p.pending = nil
+	p.emit(pending)
 }
 
 // Write passes b on, holding back at most a part's header block or the
@@ -171,7 +207,12 @@ func (p *PartRebaser) header(b []byte) []byte {
 		return nil
 	}
 	block := p.hold[:i+4]
-	p.emit(p.rebaseBlock(block))
+	out := p.rebaseBlock(block)
+	p.settle(len(out) != len(block))
+	if p.fixed && len(out) != len(block) {
+		out = p.rebaseBlock(block) // settled fixed: rebased in place
+	}
+	p.emit(out)
 	p.state = partBody
 	// A body whose length the part announces is passed on without looking
 	// into it: a gigabyte of pixel data costs no search for the delimiter.
@@ -223,9 +264,24 @@ func (p *PartRebaser) rebaseBlock(block []byte) []byte {
 				vs := off + len(name) + 1 + (len(value) - len(v))
 				v = bytes.TrimRight(v, " \t")
 				if repl, ok := p.rebase(v); ok {
-					out = append(out, block[copied:vs]...)
-					out = append(out, repl...)
-					copied = vs + len(v)
+					switch {
+					case !p.fixed:
+						out = append(out, block[copied:vs]...)
+						out = append(out, repl...)
+						copied = vs + len(v)
+					case len(repl) <= len(v):
+						out = append(out, block[copied:vs]...)
+						out = append(out, repl...)
+						out = append(out, bytes.Repeat([]byte(" "), len(v)-len(repl))...)
+						copied = vs + len(v)
+					default:
+						// Too long for the bytes it must take: the line
+						// goes, as an empty header of the same length.
+						out = append(out, block[copied:off]...)
+						out = append(out, omitted...)
+						out = append(out, bytes.Repeat([]byte(" "), len(line)-len(omitted))...)
+						copied = off + len(line)
+					}
 				}
 			}
 		}
@@ -253,6 +309,10 @@ func RebaseURL(v string, rules []Rebase) (string, bool) {
 	return v, false
 }
 
+// omitted is the name that blanks a URL header whose rebased value does not
+// fit (KeepLength); a URL header line is always longer.
+var omitted = []byte("X-Omitted:")
+
 // rebase returns v with its base replaced by the first matching rule's.
 func (p *PartRebaser) rebase(v []byte) ([]byte, bool) {
 	for i := range p.rules {
@@ -269,12 +329,20 @@ func (p *PartRebaser) emit(b []byte) {
 	if p.err != nil || len(b) == 0 {
 		return
 	}
+	if p.decide != nil && !p.decided {
+		p.pending = append(p.pending, b...)
+		if len(p.pending) > maxPartHeader {
+			p.settle(false) // no part in sight: nothing to decide on
+		}
+		return
+	}
 	_, p.err = p.w.Write(b)
 }
 
 // Close writes what is still held (an unfinished delimiter or header
 // block at the end of the body, which then goes on as it was).
 func (p *PartRebaser) Close() error {
+	p.settle(false)
 	p.emit(p.hold)
 	p.hold = p.hold[:0]
 	return p.err

@@ -35,10 +35,24 @@ func orthancFrames(frames ...string) string {
 // rebaseParts writes in to a PartRebaser in chunks of the given size.
 func rebaseParts(t *testing.T, in string, rules []Rebase, chunk int) string {
 	t.Helper()
+	return rebasePartsKeeping(t, in, rules, chunk, nil)
+}
+
+// rebasePartsKeeping is rebaseParts with a KeepLength decision (none: nil).
+func rebasePartsKeeping(t *testing.T, in string, rules []Rebase, chunk int, decide func(bool) bool) string {
+	t.Helper()
 	var out bytes.Buffer
 	p, err := NewPartRebaser(&out, bnd, rules)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if decide != nil {
+		p.KeepLength(func(changes bool) bool {
+			if out.Len() != 0 {
+				t.Fatalf("%d bytes written before the decision", out.Len())
+			}
+			return decide(changes)
+		})
 	}
 	for b := []byte(in); len(b) > 0; {
 		n := min(chunk, len(b))
@@ -100,6 +114,46 @@ func TestPartRebaserAnnouncedLengths(t *testing.T) {
 	}
 }
 
+// An answer whose Content-Length is still to go keeps its length when its
+// first part needs nothing: a later URL header is rebased in place where
+// it fits, else blanked; never left with the archive's address.
+func TestPartRebaserKeepLength(t *testing.T) {
+	part := func(loc string) string {
+		if loc == "" {
+			return "--" + bnd + "\r\nContent-Type: application/dicom\r\n\r\nDICM\r\n"
+		}
+		return "--" + bnd + "\r\nContent-Type: application/dicom\r\nContent-Location: " + loc + "\r\n\r\nDICM\r\n"
+	}
+	long := "http://archive:8042/dicom-web/studies/1.2"
+	in := part("") + part(long) + "--" + bnd + "--"
+	keep := func(changes bool) bool { return !changes }
+	for _, tt := range []struct {
+		name, to, want string
+	}{
+		{"shorter: padded", "https://gw/rs", part("") + part("https://gw/rs/studies/1.2"+strings.Repeat(" ", len(long)-len("https://gw/rs/studies/1.2"))) + "--" + bnd + "--"},
+		{"longer: blanked", "https://gateway.example.org/public/wado-rs", strings.Replace(in, "Content-Location: "+long, "X-Omitted:"+strings.Repeat(" ", len("Content-Location: "+long)-10), 1)},
+	} {
+		for _, chunk := range []int{1, 7, 1 << 20} {
+			got := rebasePartsKeeping(t, in, []Rebase{{From: archive, To: tt.to}}, chunk, keep)
+			if got != tt.want || len(got) != len(in) {
+				t.Errorf("%s, chunks of %d:\n got %q\nwant %q", tt.name, chunk, got, tt.want)
+			}
+		}
+	}
+	// A first part that needs rebasing settles for a new length.
+	var decided []bool
+	in = part(long) + "--" + bnd + "--"
+	got := rebasePartsKeeping(t, in, fwd, 3, func(changes bool) bool { decided = append(decided, changes); return !changes })
+	if want := strings.ReplaceAll(in, archive, gateway); got != want || fmt.Sprint(decided) != "[true]" {
+		t.Errorf("got %q (decisions %v), want %q", got, decided, want)
+	}
+	// A body with no part at all is decided at its end, unchanged.
+	decided = nil
+	if got := rebasePartsKeeping(t, "no parts", fwd, 2, func(changes bool) bool { decided = append(decided, changes); return !changes }); got != "no parts" || fmt.Sprint(decided) != "[false]" {
+		t.Errorf("got %q, decisions %v", got, decided)
+	}
+}
+
 func TestPartRebaserLeavesTheRestAlone(t *testing.T) {
 	tests := map[string]string{
 		"no rule matches": strings.ReplaceAll(orthancFrames("abc"), "archive:8042", "elsewhere:8042"),
@@ -150,6 +204,15 @@ func FuzzPartRebaser(f *testing.F) {
 		}
 		if !bytes.Contains(bytes.ToLower(in), []byte("archive:8042")) && whole != string(in) {
 			t.Fatalf("changed without an archive URL: %q -> %q", in, whole)
+		}
+		// Keeping the length: it is kept, however the writes fall.
+		fixed := func(bool) bool { return true }
+		kept := rebasePartsKeeping(t, string(in), fwd, len(in)+1, fixed)
+		if len(kept) != len(in) {
+			t.Fatalf("KeepLength: %d bytes out of %d: %q -> %q", len(kept), len(in), in, kept)
+		}
+		if got := rebasePartsKeeping(t, string(in), fwd, int(chunk)%37+1, fixed); got != kept {
+			t.Fatalf("KeepLength, chunks of %d: %q, whole: %q", int(chunk)%37+1, got, kept)
 		}
 	})
 }
