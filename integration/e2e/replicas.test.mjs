@@ -9,7 +9,7 @@
 // orthanc/make-config.sh), uploads S6 to both (upload.sh), writes its Patient,
 // Endpoints and ImagingStudy into the stack's FHIR server (seed-fhir.mjs,
 // directly), runs a gateway of its own (caddyfile/examples/replicas.Caddyfile,
-// port 8004, admin 2090) in front of them, and removes all of it at the end.
+// port 8004, its admin API on a unix socket in its run directory) in front of them, and removes all of it at the end.
 // The stack's gateway and archives a and b are not touched.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +30,6 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 const INTEGRATION = join(HERE, '..');
 const REPO = join(INTEGRATION, '..');
 const PORT = Number(process.env.REPLICAS_PORT || 8004);
-const ADMIN = process.env.REPLICAS_ADMIN || '127.0.0.1:2090';
 const GW = `http://127.0.0.1:${PORT}`;
 const PORTS = { c: Number(process.env.ORTHANC_C_HTTP_PORT || 18046), d: Number(process.env.ORTHANC_D_HTTP_PORT || 18047) };
 const ORTHANC = { c: `http://127.0.0.1:${PORTS.c}`, d: `http://127.0.0.1:${PORTS.d}` };
@@ -43,6 +42,7 @@ const FHIR_UPSTREAM = new URL(DIRECT_FHIR).host;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const procs = {};
 let dir;
+let adminSocket;
 let manifest;
 let study;
 let seeded;
@@ -90,9 +90,12 @@ before(async () => {
   for (const n of ['c', 'd']) await until(`orthanc-${n} up`, async () => (await fetch(`${ORTHANC[n]}/system`)).ok);
   execFileSync('bash', [join(INTEGRATION, 'data', 'upload.sh'), join(dir, 'studies', 'studies.json')], { env, stdio: 'pipe' });
   seeded = await seed({ fhir: DIRECT_FHIR, manifest, archives: ARCHIVES, quiet: true });
+  // The admin API (explain) on a unix socket of the test's own: never a
+  // network address, where whoever reaches it could replace the config.
+  adminSocket = join(dir, 'admin.sock');
   const bin = process.env.CADDY_BIN || join(REPO, 'caddy');
   start('gateway', bin, ['run', '--adapter', 'caddyfile', '--config', join(REPO, 'caddyfile', 'examples', 'replicas.Caddyfile')], {
-    REPLICAS_PORT: String(PORT), REPLICAS_ADMIN: ADMIN, FHIR_UPSTREAM_HOST: FHIR_UPSTREAM,
+    REPLICAS_PORT: String(PORT), REPLICAS_ADMIN: `unix/${adminSocket}`, FHIR_UPSTREAM_HOST: FHIR_UPSTREAM,
     ORTHANC_C_HTTP_PORT: String(PORTS.c), ORTHANC_D_HTTP_PORT: String(PORTS.d),
     XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir, HOME: dir,
   });
@@ -114,12 +117,12 @@ after(async () => {
 });
 
 /**
- * GET on Caddy's admin endpoint with node:http: the admin API refuses
+ * GET on Caddy's admin endpoint (its unix socket) with node:http: the admin API refuses
  * fetch(), whose Sec-Fetch-Mode marks a browser request without an Origin.
  */
 function adminGet(path) {
   return new Promise((resolve, reject) => {
-    http.get(`http://${ADMIN}${path}`, (res) => {
+    http.get({ socketPath: adminSocket, path }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { text += d; });
