@@ -41,7 +41,10 @@ func (h *DICOMweb) serveSplitStudy(w http.ResponseWriter, r *http.Request, req d
 // one.
 func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req dicom.Request, archives []*Archive) error {
 	out := multipart.NewWriter(w)
-	rules := h.rules(r)
+	urls, err := dicom.NewURLRebaser(h.rules(r))
+	if err != nil {
+		return err // the archives' URLs were checked at provisioning
+	}
 	started := false
 	for _, ar := range archives {
 		ans, err := ar.roundTrip(r, r.Method, ar.base.Path+req.Path(), r.URL.RawQuery, "")
@@ -73,7 +76,7 @@ func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req di
 			}
 			started = true
 		}
-		err = copyParts(out, multipart.NewReader(ans.body, theirs), rules)
+		err = copyParts(out, multipart.NewReader(ans.body, theirs), urls)
 		ans.close()
 		if err != nil {
 			h.logger.Error("merged retrieve broken off", zap.String("archive", ar.name), zap.Error(err))
@@ -84,9 +87,9 @@ func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req di
 }
 
 // copyParts writes every part of mr to out, bodies streamed, headers
-// unchanged but for the URL headers, rebased by rules: a part names itself
+// unchanged but for the URL headers, rebased by urls: a part names itself
 // by the archive's address.
-func copyParts(out *multipart.Writer, mr *multipart.Reader, rules []dicom.Rebase) error {
+func copyParts(out *multipart.Writer, mr *multipart.Reader, urls *dicom.URLRebaser) error {
 	for {
 		part, err := mr.NextRawPart()
 		if err == io.EOF {
@@ -97,8 +100,8 @@ func copyParts(out *multipart.Writer, mr *multipart.Reader, rules []dicom.Rebase
 		}
 		for _, name := range []string{"Content-Location", "Location"} {
 			if v := part.Header.Get(name); v != "" {
-				if nv, ok := dicom.RebaseURL(v, rules); ok {
-					part.Header.Set(name, nv)
+				if nv, ok := urls.Rebase([]byte(v)); ok {
+					part.Header.Set(name, string(nv))
 				}
 			}
 		}

@@ -22,7 +22,7 @@ const maxPartHeader = 16 << 10
 // called at the end of the body to write what is still held.
 type PartRebaser struct {
 	w     io.Writer
-	rules []rebaseRule
+	urls  *URLRebaser
 	delim []byte // "\r\n--" + boundary
 	hold  []byte
 	state int
@@ -50,16 +50,45 @@ const (
 // whose boundary parameter is boundary. A rule whose From is not an
 // absolute URL is an error.
 func NewPartRebaser(w io.Writer, boundary string, rules []Rebase) (*PartRebaser, error) {
-	p := &PartRebaser{w: w, delim: []byte("\r\n--" + boundary)}
+	u, err := NewURLRebaser(rules)
+	if err != nil {
+		return nil, err
+	}
+	return &PartRebaser{w: w, delim: []byte("\r\n--" + boundary), urls: u}, nil
+}
+
+// URLRebaser rebases plain URLs (header values, not JSON strings) by a set
+// of rules compiled once.
+type URLRebaser struct {
+	rules []rebaseRule
+}
+
+// NewURLRebaser compiles rules; a rule whose From is not an absolute URL
+// is an error.
+func NewURLRebaser(rules []Rebase) (*URLRebaser, error) {
+	u := &URLRebaser{}
 	for _, r := range rules {
 		rr, err := compileRebase(r)
 		if err != nil {
 			return nil, err
 		}
 		rr.to = []byte(strings.TrimRight(r.To, "/")) // a header value: not JSON-escaped
-		p.rules = append(p.rules, rr)
+		u.rules = append(u.rules, rr)
 	}
-	return p, nil
+	return u, nil
+}
+
+// Rebase returns the URL v with its base replaced by that of the first
+// rule whose From it starts with, and whether one did.
+func (u *URLRebaser) Rebase(v []byte) ([]byte, bool) {
+	for i := range u.rules {
+		r := &u.rules[i]
+		if off, ok := r.base.Match(v); ok {
+			out := make([]byte, 0, len(r.to)+len(v)-off)
+			return append(append(out, r.to...), v[off:]...), true
+		}
+	}
+	return nil, false
 }
 
 // KeepLength makes the rebaser keep the body's length when it can, for an
@@ -246,7 +275,7 @@ func partLength(block []byte) int64 {
 // rebaseBlock returns the header block with the values of its URL headers
 // rebased; lines are otherwise kept exactly as they were.
 func (p *PartRebaser) rebaseBlock(block []byte) []byte {
-	if len(p.rules) == 0 {
+	if len(p.urls.rules) == 0 {
 		return block
 	}
 	var out []byte
@@ -263,7 +292,7 @@ func (p *PartRebaser) rebaseBlock(block []byte) []byte {
 				v := bytes.TrimLeft(value, " \t")
 				vs := off + len(name) + 1 + (len(value) - len(v))
 				v = bytes.TrimRight(v, " \t")
-				if repl, ok := p.rebase(v); ok {
+				if repl, ok := p.urls.Rebase(v); ok {
 					switch {
 					case !p.fixed:
 						out = append(out, block[copied:vs]...)
@@ -293,37 +322,9 @@ func (p *PartRebaser) rebaseBlock(block []byte) []byte {
 	return append(out, block[copied:]...)
 }
 
-// RebaseURL returns the URL v with its base replaced by that of the first
-// rule whose From it starts with, and whether one did. A rule whose From
-// is not an absolute URL is skipped.
-func RebaseURL(v string, rules []Rebase) (string, bool) {
-	for _, r := range rules {
-		rr, err := compileRebase(r)
-		if err != nil {
-			continue
-		}
-		if off, ok := rr.base.Match([]byte(v)); ok {
-			return strings.TrimRight(r.To, "/") + v[off:], true
-		}
-	}
-	return v, false
-}
-
 // omitted is the name that blanks a URL header whose rebased value does not
 // fit (KeepLength); a URL header line is always longer.
 var omitted = []byte("X-Omitted:")
-
-// rebase returns v with its base replaced by the first matching rule's.
-func (p *PartRebaser) rebase(v []byte) ([]byte, bool) {
-	for i := range p.rules {
-		r := &p.rules[i]
-		if off, ok := r.base.Match(v); ok {
-			out := make([]byte, 0, len(r.to)+len(v)-off)
-			return append(append(out, r.to...), v[off:]...), true
-		}
-	}
-	return nil, false
-}
 
 func (p *PartRebaser) emit(b []byte) {
 	if p.err != nil || len(b) == 0 {
