@@ -81,8 +81,34 @@ func (p *scanner) valueEndpoint(f frame) (*Endpoint, error) {
 }
 
 // skip reads any value without looking for resources in it; string values
-// are still rebased.
+// are still rebased (and looked at by detect).
 func (p *scanner) skip() error {
+	rebased, found := len(p.d.rebase), p.found
+	if p.s.Skim(p.visit) {
+		return nil
+	}
+	// Not valid: read it again token by token to say where and why.
+	p.d.rebase, p.found = p.d.rebase[:rebased], found
+	return p.skipTokens()
+}
+
+// visit records what a string value read by skip or str means: its base
+// swap, and for detect whether it names a resource type looked for.
+// Most strings are neither: what rules out either is checked here first.
+func (p *scanner) visit(str jsontext.Str) {
+	n := str.End - str.Start - 2
+	if len(p.rules) > 0 && n >= 8 {
+		if c := p.s.In[str.Start+1]; c == 'h' || c == 'H' || c == '\\' {
+			p.d.rebase, p.scratch = rebaseEdit(p.rules, p.s.In, str, p.d.rebase, p.scratch)
+		}
+	}
+	if p.detect && !p.found && (str.Escaped || n == len("ImagingStudy") || n == len("Endpoint")) {
+		p.found = namesResource(str.Content(p.s.In), str.Escaped)
+	}
+}
+
+// skipTokens is skip token by token.
+func (p *scanner) skipTokens() error {
 	k, err := p.s.Next()
 	if err != nil {
 		return err
@@ -97,7 +123,7 @@ func (p *scanner) skip() error {
 		more, err := p.s.OpenObject()
 		for more && err == nil {
 			if _, err = p.s.Key(); err == nil {
-				if err = p.skip(); err == nil {
+				if err = p.skipTokens(); err == nil {
 					more, err = p.s.MoreMembers()
 				}
 			}
@@ -106,7 +132,7 @@ func (p *scanner) skip() error {
 	case jsontext.Array:
 		more, err := p.s.OpenArray()
 		for more && err == nil {
-			if err = p.skip(); err == nil {
+			if err = p.skipTokens(); err == nil {
 				more, err = p.s.MoreElements()
 			}
 		}
@@ -143,11 +169,8 @@ func (p *scanner) nextObject() (bool, error) {
 // str reads a string value at Pos, records its base swap, and returns it.
 func (p *scanner) str() (jsontext.Str, error) {
 	str, err := p.s.ReadString()
-	if err == nil && len(p.rules) > 0 {
-		p.d.rebase, p.scratch = rebaseEdit(p.rules, p.s.In, str, p.d.rebase, p.scratch)
-	}
-	if err == nil && p.detect && !p.found {
-		p.found = namesResource(str.Content(p.s.In), str.Escaped)
+	if err == nil {
+		p.visit(str)
 	}
 	return str, err
 }

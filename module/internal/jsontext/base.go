@@ -38,7 +38,8 @@ type Base struct {
 	host   string // lower case, default port dropped
 	path   string // without trailing slash
 	opts   BaseOptions
-	ascii  bool // scheme and host are ASCII
+	ascii  bool   // scheme and host are ASCII
+	lead   string // scheme "://" host when ascii, which an ASCII match starts with
 }
 
 // ParseBase checks and prepares the base URL from, which must have a scheme,
@@ -69,7 +70,11 @@ func ParseBase(from string, opts BaseOptions) (Base, error) {
 	if strings.ContainsAny(path, "?#") {
 		return Base{}, ErrQueryOrFragment
 	}
-	return Base{scheme: scheme, host: host, path: strings.TrimRight(path, "/"), opts: opts, ascii: asciiOnly([]byte(scheme + host))}, nil
+	b := Base{scheme: scheme, host: host, path: strings.TrimRight(path, "/"), opts: opts, ascii: asciiOnly([]byte(scheme + host))}
+	if b.ascii {
+		b.lead = scheme + "://" + host
+	}
+	return b, nil
 }
 
 // ValidScheme reports whether s is an RFC 3986 scheme: a letter followed by
@@ -95,6 +100,34 @@ func ValidScheme(s string) bool {
 // So the base "http://h/dicom-web" matches "http://H:80/dicom-web/studies/1"
 // but not "http://h/dicom-web2/studies/1" nor "http://user@h/dicom-web".
 func (b *Base) Match(v []byte) (int, bool) {
+	// Most URLs differ from the base early: one that starts with other
+	// ASCII than scheme://host (in any case) is no match. A matching host
+	// may only have a default port after it, so lead is its prefix. A
+	// non-ASCII byte could fold to ASCII and goes the long way.
+	if len(v) < len(b.lead) {
+		return 0, false
+	}
+	j := 0
+	if string(v[:len(b.lead)]) == b.lead {
+		j = len(b.lead) // as configured, which is how servers write it
+	}
+	for ; j < len(b.lead); j++ {
+		c := v[j]
+		if c >= 0x80 {
+			break
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != b.lead[j] {
+			return 0, false
+		}
+	}
+	if j > 0 && j == len(b.lead) && (j == len(v) || v[j] == '/' || v[j] == '?' || v[j] == '#') {
+		// The scheme and the host are the base's, without a port: the
+		// common case, where only the path is left to compare.
+		return b.matchPath(v, j)
+	}
 	n := len(b.scheme)
 	if len(v) < n+3 || string(v[n:n+3]) != "://" {
 		return 0, false
@@ -125,6 +158,12 @@ func (b *Base) Match(v []byte) (int, bool) {
 	} else if !EqualFoldASCII(v[:n], b.scheme) || !EqualFoldASCII(normalizeHost(b.scheme, v[a:e]), b.host) {
 		return 0, false
 	}
+	return b.matchPath(v, e)
+}
+
+// matchPath is the end of Match, once the authority of v, which ends at e,
+// is known to be the base's: the path, and what may follow it.
+func (b *Base) matchPath(v []byte, e int) (int, bool) {
 	k := e + len(b.path)
 	if len(v) < k || string(v[e:k]) != b.path {
 		return 0, false

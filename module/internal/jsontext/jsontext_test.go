@@ -3,6 +3,7 @@ package jsontext
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -275,6 +276,140 @@ func FuzzScanner(f *testing.F) {
 			if got := Unescape(nil, raw[:off]); string(got) != string(v[:k]) {
 				t.Fatalf("RawOffset(%q, %d) = %d, whose value is %q", raw, k, off, got)
 			}
+		}
+	})
+}
+
+// walkStrings reads one value token by token, with the Scanner's other
+// methods, and returns its string values (keys excepted): what Skim must
+// agree with.
+func walkStrings(s *Scanner, strs []Str) ([]Str, error) {
+	k, err := s.Next()
+	if err != nil {
+		return strs, err
+	}
+	switch k {
+	case Invalid:
+		return strs, s.Errorf("unexpected character")
+	case String:
+		str, err := s.ReadString()
+		if err == nil {
+			strs = append(strs, str)
+		}
+		return strs, err
+	case Object:
+		more, err := s.OpenObject()
+		for more && err == nil {
+			if _, err = s.Key(); err == nil {
+				if strs, err = walkStrings(s, strs); err == nil {
+					more, err = s.MoreMembers()
+				}
+			}
+		}
+		return strs, err
+	case Array:
+		more, err := s.OpenArray()
+		for more && err == nil {
+			if strs, err = walkStrings(s, strs); err == nil {
+				more, err = s.MoreElements()
+			}
+		}
+		return strs, err
+	}
+	return strs, nil
+}
+
+// checkSkim compares Skim with the token-by-token walk on in, from offset
+// pos at depth depth.
+func checkSkim(t *testing.T, in []byte, pos, depth int) {
+	t.Helper()
+	slow := Scanner{In: in, Pos: pos, depth: depth}
+	want, werr := walkStrings(&slow, nil)
+	fast := Scanner{In: in, Pos: pos, depth: depth}
+	var got []Str
+	ok := fast.Skim(func(s Str) { got = append(got, s) })
+	if ok != (werr == nil) {
+		t.Fatalf("%.40q: Skim %v, walk error %v", in, ok, werr)
+	}
+	if !ok {
+		if fast.Pos != pos || fast.depth != depth {
+			t.Fatalf("%.40q: Skim failed at Pos %d depth %d, want %d %d", in, fast.Pos, fast.depth, pos, depth)
+		}
+		// What Skim saw before giving up is what the walk saw before
+		// the error.
+		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
+			t.Fatalf("%.40q: Skim saw %v before failing, walk %v", in, got, want)
+		}
+		return
+	}
+	if fast.Pos != slow.Pos || fast.depth != slow.depth || !slices.Equal(got, want) {
+		t.Fatalf("%.40q: Skim ended at %d (depth %d) with %v, walk at %d (depth %d) with %v", in, fast.Pos, fast.depth, got, slow.Pos, slow.depth, want)
+	}
+}
+
+func TestSkim(t *testing.T) {
+	for _, in := range []string{
+		`{"a":[1,-2.5e3,true,false,null,"\u00e9\ud83d\ude00"],"b":{},"c":[],"d":"e"}`,
+		` [ { "k" : "a long string value, longer than eight bytes" } , "x" ] `,
+		`"0123456789abcdef"`, `"01234567"`, `"0123456\"9"`, "\"0123456\x01\"", `"0123456\`,
+		`{"a":1,}`, `[1,]`, `{"a" 1}`, `{"a":1 "b":2}`, `[1 2]`, `{1:2}`, `tru`, `nulls`, `-`, `1.e3`, `[`, `{`, `{"a":`, `]`, `}`,
+		strings.Repeat("[", 200) + strings.Repeat("]", 200),
+		strings.Repeat(`{"a":[`, 70) + `"s"` + strings.Repeat(`]}`, 70),
+		strings.Repeat(`[{"a":`, 70) + `"s"` + strings.Repeat(`}]`, 70),
+		strings.Repeat("[", 100) + strings.Repeat("]", 99) + "}",
+	} {
+		checkSkim(t, []byte(in), 0, 0)
+	}
+	// The depth limit counts from where the Scanner is.
+	in := []byte(strings.Repeat("[", 10) + strings.Repeat("]", 10))
+	checkSkim(t, in, 0, MaxDepth-10)
+	checkSkim(t, in, 0, MaxDepth-9)
+	deep := []byte(strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth))
+	checkSkim(t, deep, 0, 0)
+	checkSkim(t, []byte("["+string(deep)+"]"), 0, 0)
+}
+
+// FuzzSkim checks that Skim accepts what the token-by-token walk accepts,
+// ends where it ends and sees the same string values, from any depth.
+func FuzzSkim(f *testing.F) {
+	for _, s := range []string{`{"a":[1,-2.5e3,true,false,null,"\u00e9\ud83d\ude00"]}`, `"a\/b\n\ud800 and more"`, `[1,]`, `{"a" 1}`, "\"\xff\"", `01`, ` {"k":{"l":[[],{}]}} `} {
+		f.Add([]byte(s), uint16(0))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, depth uint16) {
+		d := MaxDepth - int(depth)%16
+		if depth < 1<<15 {
+			d = int(depth) % 100
+		}
+		checkSkim(t, in, 0, d)
+	})
+}
+
+// FuzzMatchFastPaths checks Match's early answers (a URL that does not
+// start with scheme://host, and one whose host ends right there) against
+// the whole comparison, which a Base without lead makes.
+func FuzzMatchFastPaths(f *testing.F) {
+	for _, s := range [][2]string{
+		{"http://127.0.0.1:8080/fhir", "http://127.0.0.1:8080/fhir/Patient/1"},
+		{"http://h/dicom-web", "HTTP://H:80/dicom-web/studies"},
+		{"https://h.example", "https://h.example:443"},
+		{"http://[::1]:80/x", "http://[::1]/x#f"},
+		{"http://k/x", "http://\u212a/x"},
+		{"http://a:b:80/x", "http://a:b:80/x?q"},
+		{"http://h/x", "http://h/x2"},
+	} {
+		f.Add(s[0], s[1], true, true)
+	}
+	f.Fuzz(func(t *testing.T, base, v string, lax, fragment bool) {
+		b, err := ParseBase(base, BaseOptions{Lax: lax, Fragment: fragment})
+		if err != nil {
+			return
+		}
+		whole := b
+		whole.lead = ""
+		k, ok := b.Match([]byte(v))
+		wk, wok := whole.Match([]byte(v))
+		if k != wk || ok != wok {
+			t.Fatalf("Match(%q) on %q = %d %v, the whole comparison %d %v", v, base, k, ok, wk, wok)
 		}
 	})
 }

@@ -202,6 +202,17 @@ var plainByte = func() (t [256]bool) {
 // the closing one. Bytes that are not valid UTF-8 are accepted, as
 // encoding/json accepts them.
 func (s *Scanner) ReadString() (Str, error) {
+	if end, esc := scanString(s.In, s.Pos); end >= 0 {
+		str := Str{Start: s.Pos, End: end, Escaped: esc}
+		s.Pos = end
+		return str, nil
+	}
+	return s.readStringError()
+}
+
+// readStringError reads a string that scanString found invalid, to say
+// where and why.
+func (s *Scanner) readStringError() (Str, error) {
 	in := s.In
 	start := s.Pos
 	i := start + 1
@@ -344,6 +355,14 @@ func (s *Scanner) more(closer byte) (bool, error) {
 
 // Skip reads one value of any kind, after optional white space.
 func (s *Scanner) Skip() error {
+	if s.Skim(nil) {
+		return nil
+	}
+	return s.skip()
+}
+
+// skip is Skip token by token, to describe the error Skim found.
+func (s *Scanner) skip() error {
 	k, err := s.Next()
 	if err != nil {
 		return err
@@ -358,7 +377,7 @@ func (s *Scanner) Skip() error {
 		more, err := s.OpenObject()
 		for more && err == nil {
 			if _, err = s.Key(); err == nil {
-				if err = s.Skip(); err == nil {
+				if err = s.skip(); err == nil {
 					more, err = s.MoreMembers()
 				}
 			}
@@ -367,7 +386,7 @@ func (s *Scanner) Skip() error {
 	case Array:
 		more, err := s.OpenArray()
 		for more && err == nil {
-			if err = s.Skip(); err == nil {
+			if err = s.skip(); err == nil {
 				more, err = s.MoreElements()
 			}
 		}
