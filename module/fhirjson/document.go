@@ -69,7 +69,7 @@ type Study struct {
 	scope *scope
 	obj   objSpan
 	ext   extSpan
-	base  string // the WADO-RS base of the study URL, set by Rewrite
+	base  string // the WADO-RS base of the study URL, escaped for JSON, set by Rewrite
 }
 
 // Series is one ImagingStudy.series element.
@@ -84,6 +84,7 @@ type Series struct {
 	ext       extSpan
 	refs      []string
 	bases     Bases // what the planner gave, set by Rewrite
+	json      Bases // bases escaped for JSON, set by Rewrite
 }
 
 // Instance is one ImagingStudy.series.instance element.
@@ -238,6 +239,13 @@ func (x *Index) Add(d *Document) {
 // and R5 write them bare. Both forms are read, as the study's UID is, and
 // the UID is returned without the prefix.
 func validUID(s string) string {
+	if s != "" && '0' <= s[0] && s[0] <= '9' && '0' <= s[len(s)-1] && s[len(s)-1] <= '9' {
+		// Nothing to trim, as UIDs are written: no space, no "urn:oid:".
+		if dicom.ValidUID(s) {
+			return s
+		}
+		return ""
+	}
 	s = dicom.TrimOIDPrefix(strings.TrimSpace(s))
 	if dicom.ValidUID(s) {
 		return s

@@ -171,7 +171,7 @@ func (d *Document) AppendRewrite(dst []byte, plan Planner, readdress Readdress, 
 				continue
 			}
 			if a, ok := readdress(site); ok {
-				text := string(appendEscaped(append(make([]byte, 0, len(a)+2), '"'), a)) + `"`
+				text := `"` + jsonText(a) + `"`
 				edits = append(edits, edit{start: site.address.Index, end: site.address.Index + len(site.address.Raw), text: text})
 				grow += len(text)
 				stats.Endpoints++
@@ -189,15 +189,20 @@ func (d *Document) AppendRewrite(dst []byte, plan Planner, readdress Readdress, 
 		}
 		return opts.Ext.WADORS
 	}
+	// What the extensions are made of is escaped for JSON once, not for
+	// each of the thousands of URLs made of it.
+	rs := jsonText(opts.Ext.WADORS)
+	ext := &extTexts{urlStudy: rs, urlSeries: rs, urlInstanceRS: rs, urlInstanceURI: jsonText(opts.Ext.WADOURI)}
 	for _, st := range d.Studies {
 		if st.UID == "" {
 			continue
 		}
 		studyBase, oneBase := "", true
 		for _, se := range st.Series {
-			se.bases = Bases{}
+			se.bases, se.json = Bases{}, Bases{}
 			if se.UID != "" {
 				se.bases = plan(st, se)
+				se.json = Bases{WADORS: jsonText(se.bases.WADORS), WADOURI: jsonText(se.bases.WADOURI)}
 			}
 			if b := se.bases.WADORS; b != "" {
 				if studyBase != "" && b != studyBase {
@@ -207,7 +212,7 @@ func (d *Document) AppendRewrite(dst []byte, plan Planner, readdress Readdress, 
 			}
 		}
 		if levels&LevelStudy != 0 && studyBase != "" && oneBase {
-			st.base = studyBase
+			st.base = jsonText(studyBase)
 			edits = addExtensions(edits, elems, st.obj, st.ext, extURL, edit{st: st, x: urlStudy})
 			grow += 2 * (len(studyBase) + len(st.UID) + len(opts.Ext.WADORS) + 64)
 			stats.Studies++
@@ -278,7 +283,7 @@ func (d *Document) AppendRewrite(dst []byte, plan Planner, readdress Readdress, 
 		out = append(out, d.body[pos:e.start]...)
 		mark := len(out)
 		out = append(out, e.text...)
-		out = e.generate(out, extURL)
+		out = e.generate(out, ext)
 		if e.rebase {
 			stats.Rebased++
 		} else if !stats.Edited && string(out[mark:]) != d.body[e.start:e.end] {
@@ -357,45 +362,51 @@ func addExtensions(edits []edit, elems []extElem, obj objSpan, ext extSpan, extU
 }
 
 // generate appends what e generates after its text.
-func (e *edit) generate(out []byte, extURL func(urlKind) string) []byte {
+func (e *edit) generate(out []byte, ext *extTexts) []byte {
 	switch e.op {
 	case opNewArray:
 		out = append(out, `"extension":[`...)
-		out = e.element(out, e.x, extURL)
+		out = e.element(out, e.x, ext)
 		if e.y != urlNone {
-			out = e.element(append(out, ','), e.y, extURL)
+			out = e.element(append(out, ','), e.y, ext)
 		}
 		out = append(out, ']')
 		if e.comma {
 			out = append(out, ',')
 		}
 	case opElem:
-		out = e.element(out, e.x, extURL)
+		out = e.element(out, e.x, ext)
 	case opAppend:
 		if e.comma {
 			out = append(out, ',')
 		}
-		out = e.element(out, e.x, extURL)
+		out = e.element(out, e.x, ext)
 		if e.y != urlNone {
-			out = e.element(append(out, ','), e.y, extURL)
+			out = e.element(append(out, ','), e.y, ext)
 		}
 	}
 	return out
 }
 
-// element appends one extension element: {"url":..,"valueUrl":..}.
-func (e *edit) element(out []byte, k urlKind, extURL func(urlKind) string) []byte {
+// extTexts are the extension URLs by the kind of URL they carry, escaped
+// for JSON.
+type extTexts [urlInstanceURI + 1]string
+
+// element appends one extension element: {"url":..,"valueUrl":..}. Every
+// piece is JSON already: the extension URL and the bases escaped once, the
+// UIDs valid (digits and dots).
+func (e *edit) element(out []byte, k urlKind, ext *extTexts) []byte {
 	out = append(out, `{"url":"`...)
-	out = appendEscaped(out, extURL(k))
+	out = append(out, ext[k]...)
 	out = append(out, `","valueUrl":"`...)
 	st, se := e.st, e.se
 	switch k {
 	case urlStudy:
-		out = appendEscaped(out, st.base)
+		out = append(out, st.base...)
 		out = append(out, "/studies/"...)
 		out = append(out, st.UID...)
 	case urlSeries, urlInstanceRS:
-		out = appendEscaped(out, se.bases.WADORS)
+		out = append(out, se.json.WADORS...)
 		out = append(out, "/studies/"...)
 		out = append(out, st.UID...)
 		out = append(out, "/series/"...)
@@ -405,7 +416,7 @@ func (e *edit) element(out []byte, k urlKind, extURL func(urlKind) string) []byt
 			out = append(out, e.in.UID...)
 		}
 	case urlInstanceURI:
-		out = appendEscaped(out, se.bases.WADOURI)
+		out = append(out, se.json.WADOURI...)
 		out = append(out, "?requestType=WADO&studyUID="...)
 		out = append(out, st.UID...)
 		out = append(out, "&seriesUID="...)
@@ -417,13 +428,13 @@ func (e *edit) element(out []byte, k urlKind, extURL func(urlKind) string) []byt
 	return append(out, `"}`...)
 }
 
-// appendEscaped appends s escaped for a JSON string, by jsontext's rules,
-// copying it as it is in the usual case where nothing needs escaping.
-func appendEscaped(dst []byte, s string) []byte {
+// jsonText returns s escaped for a JSON string: s itself in the usual case
+// where nothing needs escaping.
+func jsonText(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
-			return jsontext.AppendEscaped(dst, s)
+			return string(jsontext.AppendEscaped(nil, s))
 		}
 	}
-	return append(dst, s...)
+	return s
 }

@@ -712,28 +712,33 @@ func (p *scanner) keep(list []Instance) []Instance {
 	return p.slab[start:len(p.slab):len(p.slab)]
 }
 
-// instance reads one instance object at Pos.
+// instance reads one instance object at Pos. There are thousands in a
+// searchset, so its members are read in a loop of its own, not through
+// members.
 func (p *scanner) instance() (Instance, error) {
 	var in Instance
 	start := p.s.Pos
 	more, err := p.s.OpenObject()
 	in.obj = objSpan{open: int32(start), empty: !more}
-	if err != nil || !more {
-		return in, err
-	}
-	err = p.members(nil, func(k string) error {
+	for more && err == nil {
+		var k string
+		if k, err = p.key(); err != nil {
+			break
+		}
 		switch k {
 		case "uid":
-			s, err := p.strOnly()
+			var s string
+			s, err = p.strOnly()
 			in.UID = validUID(s)
-			return err
 		case "extension":
-			ext, err := p.extension()
-			in.ext = ext
-			return err
+			in.ext, err = p.extension()
+		default:
+			err = p.skip()
 		}
-		return p.skip()
-	})
+		if err == nil {
+			more, err = p.s.MoreMembers()
+		}
+	}
 	return in, err
 }
 
