@@ -97,14 +97,24 @@ func (p *scanner) skip() error {
 // Most strings are neither: what rules out either is checked here first.
 func (p *scanner) visit(str jsontext.Str) {
 	n := str.End - str.Start - 2
-	if len(p.rules) > 0 && n >= 8 {
-		if c := p.s.In[str.Start+1]; c == 'h' || c == 'H' || c == '\\' {
-			p.d.rebase, p.scratch = rebaseEdit(p.rules, p.s.In, str, p.d.rebase, p.scratch)
-		}
+	if len(p.rules) > 0 && n >= 8 && p.mayRebase(str) {
+		p.d.rebase, p.scratch = rebaseEdit(p.rules, p.s.In, str, p.d.rebase, p.scratch)
 	}
 	if p.detect && !p.found && (str.Escaped || n == len("ImagingStudy") || n == len("Endpoint")) {
 		p.found = namesResource(str.Content(p.s.In), str.Escaped)
 	}
+}
+
+// mayRebase reports whether the string str may start with a base of the
+// rules: false rules it out from its first eight bytes.
+func (p *scanner) mayRebase(str jsontext.Str) bool {
+	raw := str.Content(p.s.In)
+	for i := range p.rules {
+		if p.rules[i].quick.MayMatch(raw, str.Escaped) {
+			return true
+		}
+	}
+	return false
 }
 
 // skipTokens is skip token by token.

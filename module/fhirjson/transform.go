@@ -480,7 +480,8 @@ func rebaseEdit(rules []baseRule, in []byte, str jsontext.Str, edits []edit, scr
 // baseRule is a Rebase prepared for matching.
 type baseRule struct {
 	base    jsontext.Base
-	toJSON  string // JSON-escaped To, without trailing slash
+	quick   jsontext.Quick // base.Quick()
+	toJSON  string         // JSON-escaped To, without trailing slash
 	toPlain string
 }
 
@@ -497,5 +498,5 @@ func compileRebase(r Rebase) (baseRule, error) {
 		return baseRule{}, errors.New("fhirjson: rebase From " + strconv.Quote(r.From) + " " + why)
 	}
 	to := strings.TrimRight(r.To, "/")
-	return baseRule{base: base, toJSON: string(jsontext.AppendEscaped(nil, to)), toPlain: to}, nil
+	return baseRule{base: base, quick: base.Quick(), toJSON: string(jsontext.AppendEscaped(nil, to)), toPlain: to}, nil
 }

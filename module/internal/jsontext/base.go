@@ -1,6 +1,7 @@
 package jsontext
 
 import (
+	"encoding/binary"
 	"errors"
 	"strings"
 )
@@ -262,4 +263,42 @@ func EqualFoldASCII[A, B ~string | ~[]byte](a A, b B) bool {
 		}
 	}
 	return true
+}
+
+// Quick rules out, from their first eight bytes, most of the strings that
+// a Base does not match: a FHIR body has many strings that start like a
+// URL, few that start like the base. Get it from Base.Quick.
+type Quick struct {
+	pat uint64 // the first eight bytes of scheme://host, lower case, with bit 5 set in each
+	ok  bool   // pat can be used
+}
+
+// Quick returns the Base's Quick. It can rule out nothing (MayMatch always
+// true) when scheme://host is shorter than eight bytes or has, among them,
+// a byte other than a letter, a digit, ':', '/', '.' and '-': those are
+// the bytes that setting bit 5 leaves apart from every other byte a JSON
+// string holds unescaped (a control byte cannot be there).
+func (b *Base) Quick() Quick {
+	if len(b.lead) < 8 {
+		return Quick{}
+	}
+	for _, c := range []byte(b.lead[:8]) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == ':' || c == '/' || c == '.' || c == '-') {
+			return Quick{}
+		}
+	}
+	return Quick{pat: binary.LittleEndian.Uint64([]byte(b.lead[:8])) | 0x20*ones, ok: true}
+}
+
+// MayMatch reports whether the JSON string content raw (between the quotes,
+// as written; escaped says whether it has escapes) may be a URL the Base
+// matches. When it reports false, Match of its value is false.
+func (q Quick) MayMatch(raw []byte, escaped bool) bool {
+	if !q.ok || escaped || len(raw) < 8 {
+		return true
+	}
+	x := binary.LittleEndian.Uint64(raw)
+	// ASCII letters compare without case; a non-ASCII byte might fold to
+	// ASCII, and is left to Match.
+	return x&highs != 0 || x|0x20*ones == q.pat
 }

@@ -411,5 +411,8 @@ func FuzzMatchFastPaths(f *testing.F) {
 		if k != wk || ok != wok {
 			t.Fatalf("Match(%q) on %q = %d %v, the whole comparison %d %v", v, base, k, ok, wk, wok)
 		}
+		if ok && !b.Quick().MayMatch([]byte(v), false) {
+			t.Fatalf("Quick rules out %q, which %q matches", v, base)
+		}
 	})
 }
