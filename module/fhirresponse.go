@@ -82,6 +82,7 @@ func (h *FHIRRewrite) respond(w http.ResponseWriter, r *http.Request, next caddy
 		if sw.inflate != nil {
 			sw.inflate.Close() // its goroutine ends, even when the proxy panics
 		}
+		sw.dropOut()
 	}()
 	rec := &boundedRecorder{w: sw, buf: buf, limit: int(h.MaxBodySize)}
 	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(sw, buf, decide)
@@ -209,6 +210,9 @@ func (h *FHIRRewrite) endStream(r *http.Request, sw *streamWriter, span trace.Sp
 		return err
 	}
 	err = st.Close()
+	if ferr := sw.flushOut(); err == nil {
+		err = ferr
+	}
 	sw.writeHeader() // an answer with no body
 	watch.done(h.app, status)
 	stats := st.Stats()
@@ -249,6 +253,7 @@ func (h *FHIRRewrite) endInput(sw *streamWriter, err error, what string) error {
 	if !sw.wrote {
 		return caddyhttp.Error(http.StatusBadGateway, err)
 	}
+	_ = sw.flushOut()
 	_ = http.NewResponseController(sw.ResponseWriter).Flush()
 	panic(http.ErrAbortHandler)
 }
@@ -296,6 +301,9 @@ func (h *FHIRRewrite) endXML(sw *streamWriter, err error, watch *writeWatch, sta
 		return err
 	}
 	err = sw.xml.Close()
+	if ferr := sw.flushOut(); err == nil {
+		err = ferr
+	}
 	sw.writeHeader() // an answer with no body
 	watch.done(h.app, status)
 	outcome := "unchanged"
