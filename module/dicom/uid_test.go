@@ -82,6 +82,9 @@ func FuzzValidUID(f *testing.F) {
 		if got := ValidUID(s); got != want {
 			t.Fatalf("ValidUID(%q) = %v, reference says %v", s, got, want)
 		}
+		if problem := uidProblem(s); (problem == "") != want {
+			t.Fatalf("uidProblem(%q) = %q, reference says valid: %v", s, problem, want)
+		}
 		if got := TrimOIDPrefix("urn:oid:" + s); got != s {
 			t.Fatalf("TrimOIDPrefix(\"urn:oid:\"+%q) = %q", s, got)
 		}
