@@ -372,11 +372,9 @@ func (s *Stream) rules() []baseRule {
 func stringEnd(buf []byte, i, from int) int {
 	j := from
 	for {
-		k := bytes.IndexByte(buf[j:], '"')
-		if k < 0 {
+		if j = jsontext.NextQuote(buf, j); j == len(buf) {
 			return -1
 		}
-		j += k
 		bs := 0
 		for b := j - 1; b > i && buf[b] == '\\'; b-- {
 			bs++

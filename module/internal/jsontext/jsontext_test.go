@@ -1,6 +1,7 @@
 package jsontext
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -413,6 +414,22 @@ func FuzzMatchFastPaths(f *testing.F) {
 		}
 		if ok && !b.Quick().MayMatch([]byte(v), false) {
 			t.Fatalf("Quick rules out %q, which %q matches", v, base)
+		}
+	})
+}
+
+// FuzzNextQuote checks NextQuote against bytes.IndexByte from every offset.
+func FuzzNextQuote(f *testing.F) {
+	f.Add([]byte(`{"a":[1,"x\"y"],"b":{}} and some more text after it`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for i := 0; i <= len(in); i++ {
+			want := len(in)
+			if k := bytes.IndexByte(in[i:], '"'); k >= 0 {
+				want = i + k
+			}
+			if got := NextQuote(in, i); got != want {
+				t.Fatalf("NextQuote(%q, %d) = %d, want %d", in, i, got, want)
+			}
 		}
 	})
 }

@@ -226,3 +226,24 @@ func scanString(in []byte, i int) (int, bool) {
 		}
 	}
 }
+
+// NextQuote returns the offset of the first '"' in buf at or after i, or
+// len(buf) when there is none. It looks at eight bytes at a time, inline:
+// for the short strings of JSON, quicker than a call to bytes.IndexByte.
+func NextQuote(buf []byte, i int) int {
+	for ; i+8 <= len(buf); i += 8 {
+		if m := zeroBytes(binary.LittleEndian.Uint64(buf[i:]) ^ '"'*ones); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(buf) && buf[i] != '"' {
+		i++
+	}
+	return i
+}
+
+// zeroBytes flags the zero bytes of v as lookMask does: its lowest set bit
+// is exactly the first zero byte.
+func zeroBytes(v uint64) uint64 {
+	return (v - ones) &^ v & highs
+}
