@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/tidwall/gjson"
 
@@ -183,7 +184,13 @@ func Scan(body []byte, opts ScanOptions) (*Document, error) {
 	if opts.Rebase != nil {
 		p.rules = opts.Rebase.rules
 	}
-	if err := p.document(); err != nil {
+	insts := instScratch.Get().(*[]Instance)
+	p.insts = *insts
+	err := p.document()
+	clear(p.insts[:cap(p.insts)]) // no UID of this body is kept alive by the pool
+	*insts = p.insts[:0]
+	instScratch.Put(insts)
+	if err != nil {
 		return nil, ErrMalformed
 	}
 	for _, site := range d.Endpoints {
@@ -194,6 +201,11 @@ func Scan(body []byte, opts ScanOptions) (*Document, error) {
 	d.Resolve()
 	return d, nil
 }
+
+// instScratch holds the lists that Scan gathers a series' instances in
+// before keeping them (scanner.keep): a searchset's Bundle entries are
+// scanned one by one, and each would otherwise grow a list of its own.
+var instScratch = sync.Pool{New: func() any { return new([]Instance) }}
 
 // Resolve resolves the Endpoint references of the document's studies and
 // series again: Scan does it once, and a caller whose ScanOptions.Known has
