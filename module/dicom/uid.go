@@ -16,13 +16,33 @@ const MaxUIDLength = 64
 // dots, at most 64 characters). A "urn:oid:" prefix is not accepted; strip it first with
 // TrimOIDPrefix where the source may carry one.
 func ValidUID(s string) bool {
-	// uidProblem's rules in a loop of their own: a searchset has
-	// thousands of UIDs, and this takes a third of the time.
+	// uidProblem's rules, checked eight bytes at a time: a searchset has
+	// thousands of UIDs.
 	if len(s) == 0 || len(s) > MaxUIDLength {
 		return false
 	}
-	dot := true // the last byte was a dot, or none was read yet
-	for i := 0; i < len(s); i++ {
+	dot := true // the byte before was a dot, or there was none
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := le64(s[i : i+8])
+		if x&highs != 0 {
+			return false // not ASCII
+		}
+		// On ASCII bytes, each of these is exact byte by byte: setting
+		// the high bit first keeps a subtraction from borrowing from the
+		// next byte.
+		digits := ((x | highs) - '0'*ones) &^ ((x | highs) - ':'*ones) & highs
+		d := x ^ '.'*ones
+		dots := ^((d | highs) - ones) & highs
+		if digits|dots != highs {
+			return false // a byte that is neither
+		}
+		if dots&(dots<<8|boolBit(dot)) != 0 {
+			return false // a dot after a dot, or first
+		}
+		dot = dots>>63 != 0
+	}
+	for ; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '.':
 			if dot {
@@ -36,6 +56,27 @@ func ValidUID(s string) bool {
 		}
 	}
 	return !dot
+}
+
+// SWAR constants: one in every byte, and the high bit of every byte.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// le64 reads the eight bytes of s as a little-endian number (one load).
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// boolBit is 0x80 (the first byte's high bit) for true, 0 for false.
+func boolBit(b bool) uint64 {
+	if b {
+		return 0x80
+	}
+	return 0
 }
 
 // uidProblem returns an empty string when s is a valid DICOM UID, and

@@ -74,7 +74,10 @@ func TestTrimOIDPrefix(t *testing.T) {
 var uidRef = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
 
 func FuzzValidUID(f *testing.F) {
-	for _, s := range []string{"1.2.3", "0", "1.02", "1..2", ".1", "1.", "", "urn:oid:1.2", strings.Repeat("9", 64)} {
+	for _, s := range []string{"1.2.3", "0", "1.02", "1..2", ".1", "1.", "", "urn:oid:1.2", strings.Repeat("9", 64),
+		// Dots where the eight-byte words of ValidUID meet.
+		"1234567.89", "1234567..9", "12345678.", ".2345678", "12345678.1234567.", "1234567.12345678",
+		"1.2.3.4.5.6.7.8.9.10.11", "1234567/89", "1234567:89", "1234567±89", strings.Repeat("9", 65)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
