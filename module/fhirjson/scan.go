@@ -83,6 +83,18 @@ func (p *scanner) valueEndpoint(f frame) (*Endpoint, error) {
 // skip reads any value without looking for resources in it; string values
 // are still rebased (and looked at by detect).
 func (p *scanner) skip() error {
+	if p.s.Pos < len(p.s.In) {
+		// A string, number or literal first, as skipTokens reads them:
+		// most of what is skipped, and no loop to set up.
+		switch c := p.s.In[p.s.Pos]; {
+		case c == '"':
+			_, err := p.str()
+			return err
+		case c == '-' || '0' <= c && c <= '9' || c == 't' || c == 'f' || c == 'n':
+			_, err := p.s.Next()
+			return err
+		}
+	}
 	rebased, found := len(p.d.rebase), p.found
 	if p.s.Skim(p.visit) {
 		return nil
