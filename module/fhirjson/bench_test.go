@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"testing"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/testbodies"
 )
 
 // The benchmarks of the whole gateway rewrite of a FHIR answer, each with
@@ -115,7 +117,7 @@ func BenchmarkGatewayRewriteSize(b *testing.B) {
 // (2.3 MB), streamed in 32 KiB parts as reverse_proxy hands them on,
 // against the whole-body swap (Transformer.Apply) in the same run.
 func BenchmarkStreamRebase(b *testing.B) {
-	in := observations(3000)
+	in := testbodies.Observations(3000)
 	tr := gatewayRebase(b)
 	b.Run("impl=stream", func(b *testing.B) {
 		b.SetBytes(int64(len(in)))

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/fhirimaging/caddy-fhir-imaging/module/internal/testbodies"
 )
 
 // streamOpts are the options of a Stream that rewrites as newRewrite
@@ -88,25 +90,10 @@ func TestStreamMatchesWhole(t *testing.T) {
 	checkStreamSame(t, searchset(20, 3, 5), 1, 100, 4096, 1<<22)
 }
 
-// observations is a searchset of n Observations: a base swap and nothing
-// else to do.
-func observations(n int) []byte {
-	var b strings.Builder
-	b.WriteString(`{"resourceType":"Bundle","type":"searchset","total":` + fmt.Sprint(n) + `,"link":[{"relation":"self","url":"http://127.0.0.1:8080/fhir/Observation?_count=` + fmt.Sprint(n) + `"}],"entry":[`)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"fullUrl":"http://127.0.0.1:8080/fhir/Observation/o%d","resource":{"resourceType":"Observation","id":"o%d","meta":{"versionId":"1","lastUpdated":"2026-11-26T10:00:00.000+00:00"},"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2026-11-26T10:00:00+00:00","valueQuantity":{"value":%d,"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"}},"search":{"mode":"match"}}`, i, i, i%50, 60+i%40)
-	}
-	b.WriteString(`]}`)
-	return []byte(b.String())
-}
-
 // TestStreamWritesAsItReads: an answer with nothing to look up goes out as
 // it comes in, an entry at a time, not at the end.
 func TestStreamWritesAsItReads(t *testing.T) {
-	in := observations(200)
+	in := testbodies.Observations(200)
 	var out bytes.Buffer
 	s := NewStream(&out, streamOpts(diffRebase(t), nil))
 	half := len(in) / 2
@@ -176,7 +163,7 @@ func FuzzStreamMatchesWhole(f *testing.F) {
 		f.Add([]byte(in), uint16(3))
 	}
 	f.Add(searchset(2, 2, 2), uint16(50))
-	f.Add(observations(3), uint16(1))
+	f.Add(testbodies.Observations(3), uint16(1))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint16) {
 		checkStreamSame(t, in, int(chunk%512)+1)
 	})
