@@ -83,6 +83,7 @@ func (p *scanner) valueEndpoint(f frame) (*Endpoint, error) {
 // skip reads any value without looking for resources in it; string values
 // are still rebased (and looked at by detect).
 func (p *scanner) skip() error {
+	p.s.SkipSpace()
 	if p.s.Pos < len(p.s.In) {
 		// A string, number or literal first, as skipTokens reads them:
 		// most of what is skipped, and no loop to set up.
