@@ -256,19 +256,21 @@ func (w *walker) object(ctx int) (info, error) {
 			return res, err
 		}
 		keyStart := k.Start
+		// The key as bytes: compared as string(key), which allocates
+		// nothing, where a string of every key would.
 		key := w.key(k)
 		child := ctxNone
 		switch {
-		case key == "extension" && len(w.t.drop) > 0:
+		case string(key) == "extension" && len(w.t.drop) > 0:
 			child = ctxExtArray
-		case key == "value" && w.t.patch == JSONPatch && w.s.Depth() == 2:
+		case string(key) == "value" && w.t.patch == JSONPatch && w.s.Depth() == 2:
 			child = ctxOpValue
-		case key == "parameter" && ctx == ctxTop && len(w.t.drop) > 0:
+		case string(key) == "parameter" && ctx == ctxTop && len(w.t.drop) > 0:
 			child = ctxParams
 		}
 		// String members that the container needs to know.
 		var strVal string
-		wantStr := key == "url" || key == "resourceType" || key == "name"
+		wantStr := string(key) == "url" || string(key) == "resourceType" || string(key) == "name"
 		w.s.SkipSpace()
 		valStart := w.s.Pos
 		nEdits := len(w.edits)
@@ -279,7 +281,7 @@ func (w *walker) object(ctx int) (info, error) {
 		if wantStr && valStart < len(w.s.In) && w.s.In[valStart] == '"' {
 			strVal = w.unquote(valStart, w.s.Pos)
 		}
-		switch key {
+		switch string(key) {
 		case "url":
 			res.url = strVal
 			for _, d := range w.t.drop {
@@ -332,16 +334,21 @@ func (w *walker) object(ctx int) (info, error) {
 }
 
 // key returns the unescaped key k.
-func (w *walker) key(k jsontext.Str) string {
+func (w *walker) key(k jsontext.Str) []byte {
 	raw := k.Content(w.s.In)
 	if !k.Escaped {
+		return raw
+	}
+	return jsontext.Unescape(nil, raw)
+}
+
+// unquote returns the value of the string from start to end (its quotes).
+func (w *walker) unquote(start, end int) string {
+	raw := w.s.In[start+1 : end-1]
+	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw)
 	}
 	return string(jsontext.Unescape(nil, raw))
-}
-
-func (w *walker) unquote(start, end int) string {
-	return string(jsontext.Unescape(nil, w.s.In[start+1:end-1]))
 }
 
 // array parses an array, removing the elements its context says to remove.
