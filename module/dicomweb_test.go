@@ -51,6 +51,23 @@ func newFakeArchive(t testing.TB, prefix string) *fakeArchive {
 
 func (a *fakeArchive) base() string { return a.URL + a.prefix }
 
+// getRoutedTo gets url from the gateway (with the header pairs hdr) and
+// checks that it is answered 200 after exactly one request to archive,
+// which it returns.
+func getRoutedTo(t *testing.T, archive *fakeArchive, url string, hdr ...string) *http.Request {
+	t.Helper()
+	before := len(archive.requests())
+	resp, body := get(t, url, hdr...)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	reqs := archive.requests()
+	if len(reqs) != before+1 {
+		t.Fatalf("archive got %d requests, want 1", len(reqs)-before)
+	}
+	return reqs[len(reqs)-1]
+}
+
 func (a *fakeArchive) requests() []*http.Request {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -184,16 +201,7 @@ func TestDICOMwebRoutesEverySubResource(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			before := len(tt.archive.requests())
-			resp, body := get(t, s.gw+"/wado-rs"+tt.path, "Accept", `multipart/related; type="application/dicom"`, "Authorization", "Bearer client-token")
-			if resp.StatusCode != 200 {
-				t.Fatalf("status %d: %s", resp.StatusCode, body)
-			}
-			reqs := tt.archive.requests()
-			if len(reqs) != before+1 {
-				t.Fatalf("archive got %d requests, want 1", len(reqs)-before)
-			}
-			got := reqs[len(reqs)-1]
+			got := getRoutedTo(t, tt.archive, s.gw+"/wado-rs"+tt.path, "Accept", `multipart/related; type="application/dicom"`, "Authorization", "Bearer client-token")
 			p, q, _ := strings.Cut(tt.path, "?")
 			if got.URL.Path != tt.archive.prefix+p {
 				t.Errorf("archive path %q, want %q", got.URL.Path, tt.archive.prefix+p)

@@ -83,16 +83,7 @@ func TestDICOMwebEndpointShapes(t *testing.T) {
 		{"R4 payloadMimeType only, address ending in /studies/", "/studies/2.4/metadata?includefield=00080020", s.dcm4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(tt.archive.requests())
-			resp, body := get(t, s.gw+"/wado-rs"+tt.path)
-			if resp.StatusCode != 200 {
-				t.Fatalf("status %d: %s", resp.StatusCode, body)
-			}
-			reqs := tt.archive.requests()
-			if len(reqs) != before+1 {
-				t.Fatalf("archive got %d requests, want 1", len(reqs)-before)
-			}
-			got := reqs[len(reqs)-1]
+			got := getRoutedTo(t, tt.archive, s.gw+"/wado-rs"+tt.path)
 			p, q, _ := strings.Cut(tt.path, "?")
 			if got.URL.Path != tt.archive.prefix+p || got.URL.RawQuery != q {
 				t.Errorf("archive got %s, want %s?%s", got.URL.RequestURI(), tt.archive.prefix+p, q)
