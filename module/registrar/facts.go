@@ -108,24 +108,12 @@ func FromDatasets(uid string, datasets []gjson.Result) *Study {
 	}
 	sort.SliceStable(st.Series, func(i, j int) bool {
 		a, b := st.Series[i], st.Series[j]
-		if a.HasNumber != b.HasNumber {
-			return a.HasNumber
-		}
-		if a.Number != b.Number {
-			return a.Number < b.Number
-		}
-		return a.UID < b.UID
+		return numberedBefore(a.HasNumber, a.Number, a.UID, b.HasNumber, b.Number, b.UID)
 	})
 	for _, se := range st.Series {
 		sort.SliceStable(se.Instances, func(i, j int) bool {
 			a, b := se.Instances[i], se.Instances[j]
-			if a.HasNumber != b.HasNumber {
-				return a.HasNumber
-			}
-			if a.Number != b.Number {
-				return a.Number < b.Number
-			}
-			return a.UID < b.UID
+			return numberedBefore(a.HasNumber, a.Number, a.UID, b.HasNumber, b.Number, b.UID)
 		})
 	}
 	return st
@@ -204,4 +192,16 @@ func (st *Study) Instances() int {
 		n += len(se.Instances)
 	}
 	return n
+}
+
+// numberedBefore orders series and instances as the archive numbers them:
+// by number, those without one last, then by UID.
+func numberedBefore(aHas bool, aNum int, aUID string, bHas bool, bNum int, bUID string) bool {
+	if aHas != bHas {
+		return aHas
+	}
+	if aNum != bNum {
+		return aNum < bNum
+	}
+	return aUID < bUID
 }
