@@ -134,3 +134,26 @@ func TestMergeAddsInstancesKeepsTheRest(t *testing.T) {
 		}
 	}
 }
+
+func TestNumberedBefore(t *testing.T) {
+	for _, tt := range []struct {
+		aHas bool
+		aNum int
+		aUID string
+		bHas bool
+		bNum int
+		bUID string
+		want bool
+	}{
+		{true, 1, "9", true, 2, "1", true},   // by number first
+		{true, 2, "1", true, 1, "9", false},  //
+		{true, 5, "9", false, 0, "1", true},  // numbered before unnumbered
+		{false, 0, "1", true, 5, "9", false}, //
+		{true, 3, "1.2", true, 3, "1.3", true},
+		{false, 0, "1.3", false, 0, "1.2", false}, // then by UID
+	} {
+		if got := numberedBefore(tt.aHas, tt.aNum, tt.aUID, tt.bHas, tt.bNum, tt.bUID); got != tt.want {
+			t.Errorf("numberedBefore(%v %d %q, %v %d %q) = %v", tt.aHas, tt.aNum, tt.aUID, tt.bHas, tt.bNum, tt.bUID, got)
+		}
+	}
+}
