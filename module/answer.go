@@ -30,7 +30,7 @@ type answerWriter struct {
 	w      http.ResponseWriter
 	ar     *Archive
 	via    string
-	rules  []dicom.Rebase
+	rules  dicom.Rules
 	parts  *dicom.PartRebaser
 	status int
 	drop   bool // the archive's error body, replaced
@@ -38,7 +38,7 @@ type answerWriter struct {
 
 // newAnswerWriter wraps w for an answer of ar. rules rebase the parts'
 // headers (none: parts pass unchanged).
-func newAnswerWriter(w http.ResponseWriter, ar *Archive, via string, rules []dicom.Rebase) *answerWriter {
+func newAnswerWriter(w http.ResponseWriter, ar *Archive, via string, rules dicom.Rules) *answerWriter {
 	return &answerWriter{w: w, ar: ar, via: via, rules: rules}
 }
 
@@ -67,32 +67,31 @@ func (a *answerWriter) WriteHeader(status int) {
 		log("archive answered with an error", zap.String("handler", a.via), zap.Int("status", status))
 		writeError(a.w, status, msg)
 		return
-	case status == http.StatusOK && len(a.rules) > 0:
+	case status == http.StatusOK && !a.rules.Empty():
 		if mt, params, err := mime.ParseMediaType(a.w.Header().Get("Content-Type")); err == nil && mt == "multipart/related" && params["boundary"] != "" {
-			if pr, err := dicom.NewPartRebaser(a.w, params["boundary"], a.rules); err == nil {
-				a.parts = pr
-				if a.w.Header().Get("Content-Length") == "" {
-					a.w.Header().Del("ETag") // the archive's bytes, not these
-					break
-				}
-				// A known length is worth keeping (a client reads a
-				// chunked gigabyte a fifth slower): when the first part
-				// needs no longer headers, the answer keeps it, and later
-				// parts are rebased in the same bytes (dicom.KeepLength).
-				// The header waits for that part.
-				pr.KeepLength(func(changes bool) bool {
-					hdr := a.w.Header()
-					if changes {
-						hdr.Del("Content-Length")
-						hdr.Del("ETag")
-					} else {
-						weakenETag(hdr)
-					}
-					a.w.WriteHeader(status)
-					return !changes
-				})
-				return
+			pr := dicom.NewPartRebaser(a.w, params["boundary"], a.rules.URLRebaser())
+			a.parts = pr
+			if a.w.Header().Get("Content-Length") == "" {
+				a.w.Header().Del("ETag") // the archive's bytes, not these
+				break
 			}
+			// A known length is worth keeping (a client reads a
+			// chunked gigabyte a fifth slower): when the first part
+			// needs no longer headers, the answer keeps it, and later
+			// parts are rebased in the same bytes (dicom.KeepLength).
+			// The header waits for that part.
+			pr.KeepLength(func(changes bool) bool {
+				hdr := a.w.Header()
+				if changes {
+					hdr.Del("Content-Length")
+					hdr.Del("ETag")
+				} else {
+					weakenETag(hdr)
+				}
+				a.w.WriteHeader(status)
+				return !changes
+			})
+			return
 		}
 	}
 	a.w.WriteHeader(status)

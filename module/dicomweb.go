@@ -42,7 +42,7 @@ type DICOMweb struct {
 	MaxJSONSize int64 `json:"max_json_size,omitempty"`
 
 	app    *App
-	rebase []dicom.Rebase // From set; To filled per request
+	froms  dicom.Froms // the archives' bases, rebased onto the public base per request
 	logger *zap.Logger
 }
 
@@ -66,13 +66,15 @@ func (h *DICOMweb) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app.(*App)
-	h.rebase = nil
+	var froms []string
 	for _, name := range h.app.names {
 		ar := h.app.Archives[name]
-		h.rebase = append(h.rebase, dicom.Rebase{From: ar.URL})
-		for _, a := range ar.EndpointAddresses {
-			h.rebase = append(h.rebase, dicom.Rebase{From: a})
-		}
+		froms = append(froms, ar.URL)
+		froms = append(froms, ar.EndpointAddresses...)
+	}
+	// Parsed once here, not for every answer.
+	if h.froms, err = dicom.ParseFroms(froms...); err != nil {
+		return err
 	}
 	return nil
 }
@@ -227,7 +229,7 @@ func (h *DICOMweb) archives(names []string) []*Archive {
 // allows.
 func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, order []*Archive, sub string, octets bool, usable func(*Archive) bool) error {
 	rules := h.rules(r)
-	buffered := len(rules) > 0 && r.Method == http.MethodGet
+	buffered := !rules.Empty() && r.Method == http.MethodGet
 	var buf *bytes.Buffer
 	if buffered {
 		buf = bufPool.Get().(*bytes.Buffer)
@@ -268,7 +270,7 @@ func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, order []*Archiv
 		if !buffered || !rec.captured() {
 			return aw.finish()
 		}
-		body, changed, err := dicom.RewriteURLs(buf.Bytes(), rules)
+		body, changed, err := rules.RewriteURLs(buf.Bytes())
 		if err != nil || !changed {
 			return rec.WriteResponse()
 		}
@@ -283,13 +285,8 @@ func (h *DICOMweb) proxy(w http.ResponseWriter, r *http.Request, order []*Archiv
 
 // rules returns the URL rebasing rules for this request: every archive
 // address to the gateway's public DICOMweb base.
-func (h *DICOMweb) rules(r *http.Request) []dicom.Rebase {
-	to := h.publicBase(r)
-	out := make([]dicom.Rebase, len(h.rebase))
-	for i, rb := range h.rebase {
-		out[i] = dicom.Rebase{From: rb.From, To: to}
-	}
-	return out
+func (h *DICOMweb) rules(r *http.Request) dicom.Rules {
+	return h.froms.To(h.publicBase(r))
 }
 
 // publicBase is the gateway's DICOMweb base for this request: the origin the

@@ -86,7 +86,7 @@ func (h *DICOMweb) mergeJSON(w http.ResponseWriter, r *http.Request, archives []
 		body = append(body, ds.Raw...)
 	}
 	body = append(body, ']')
-	if out, changed, err := dicom.RewriteURLs(body, h.rules(r)); err == nil && changed {
+	if out, changed, err := h.rules(r).RewriteURLs(body); err == nil && changed {
 		body = out
 	}
 	w.Header().Set("Content-Type", "application/dicom+json")

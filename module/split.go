@@ -41,10 +41,7 @@ func (h *DICOMweb) serveSplitStudy(w http.ResponseWriter, r *http.Request, req d
 // one.
 func (h *DICOMweb) mergeMultipart(w http.ResponseWriter, r *http.Request, req dicom.Request, archives []*Archive) error {
 	out := multipart.NewWriter(w)
-	urls, err := dicom.NewURLRebaser(h.rules(r))
-	if err != nil {
-		return err // the archives' URLs were checked at provisioning
-	}
+	urls := h.rules(r).URLRebaser()
 	started := false
 	for _, ar := range archives {
 		ans, err := ar.roundTrip(r, r.Method, ar.base.Path+req.Path(), r.URL.RawQuery, "")

@@ -54,7 +54,7 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 	// An answer that is not held (an error, chiefly) goes through an
 	// answerWriter: an archive's error body in the gateway's words, a DICOM
 	// one (a 409 with its FailedSOPSequence) as it is.
-	aw := newAnswerWriter(w, ar, "dicomweb", nil)
+	aw := newAnswerWriter(w, ar, "dicomweb", dicom.Rules{})
 	rec := &boundedRecorder{w: aw, buf: buf, limit: maxStoreAnswer}
 	rec.ResponseRecorder = caddyhttp.NewResponseRecorder(aw, buf, func(status int, hdr http.Header) bool {
 		if shouldBufferStore(status, hdr) {
@@ -91,7 +91,7 @@ func (h *DICOMweb) store(w http.ResponseWriter, r *http.Request, ar *Archive, re
 		}
 	}
 	if mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type")); mt == "application/dicom+json" || mt == "application/json" {
-		if out, changed, err := dicom.RewriteURLs(body, h.rules(r)); err == nil && changed {
+		if out, changed, err := h.rules(r).RewriteURLs(body); err == nil && changed {
 			body = out
 		}
 	}

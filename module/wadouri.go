@@ -104,7 +104,7 @@ func (h *WADOURI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	// cannot answer before anything was sent is replaced by its replica.
 	try := newReplicas(h.app, r, "wado_uri", order, usable)
 	for ar := try.first(); ar != nil; ar = try.next {
-		aw := newAnswerWriter(w, ar, "wado_uri", nil)
+		aw := newAnswerWriter(w, ar, "wado_uri", dicom.Rules{})
 		fw := try.writer(aw)
 		status, err := ar.serve(fw, r, ar.uriBase.Path, r.URL.RawQuery, "wado_uri")
 		if try.again(ar, fw, status, err) {

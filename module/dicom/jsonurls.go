@@ -80,6 +80,11 @@ func RewriteURLs(body []byte, rules []Rebase) ([]byte, bool, error) {
 		}
 		compiled = append(compiled, c)
 	}
+	return rewriteURLs(body, compiled)
+}
+
+// rewriteURLs is RewriteURLs with the rules prepared.
+func rewriteURLs(body []byte, compiled []rebaseRule) ([]byte, bool, error) {
 	w := rewriter{s: jsontext.Scanner{In: body}, rules: compiled}
 	if err := w.document(); err != nil {
 		return body, false, syntaxError(err)
@@ -103,12 +108,21 @@ func syntaxError(err error) error {
 // rebaseRule is a Rebase prepared for matching.
 type rebaseRule struct {
 	base jsontext.Base
-	to   []byte // JSON-escaped To, without trailing slash
+	to   []byte // To without trailing slash: JSON-escaped for bodies, as it is for headers
 }
 
-// compileRebase checks r.From and prepares r for matching.
+// compileRebase checks r.From and prepares r for matching in JSON.
 func compileRebase(r Rebase) (rebaseRule, error) {
-	base, err := jsontext.ParseBase(r.From, jsontext.BaseOptions{})
+	base, err := parseFrom(r.From)
+	if err != nil {
+		return rebaseRule{}, err
+	}
+	return rebaseRule{base: base, to: jsontext.AppendEscaped(nil, strings.TrimRight(r.To, "/"))}, nil
+}
+
+// parseFrom checks and prepares the From of a rule.
+func parseFrom(from string) (jsontext.Base, error) {
+	base, err := jsontext.ParseBase(from, jsontext.BaseOptions{})
 	if err != nil {
 		why := "is not an absolute URL with a scheme"
 		switch err {
@@ -117,9 +131,62 @@ func compileRebase(r Rebase) (rebaseRule, error) {
 		case jsontext.ErrQueryOrFragment:
 			why = "has a query or fragment"
 		}
-		return rebaseRule{}, errors.New("dicom: rebase rule From " + strconv.Quote(r.From) + " " + why)
+		return jsontext.Base{}, errors.New("dicom: rebase rule From " + strconv.Quote(from) + " " + why)
 	}
-	return rebaseRule{base: base, to: jsontext.AppendEscaped(nil, strings.TrimRight(r.To, "/"))}, nil
+	return base, nil
+}
+
+// Froms are the bases that answers are rebased from (the archives'),
+// parsed once, when the configuration is provisioned: an answer only adds
+// the base it is rebased onto, which depends on the request (To).
+type Froms struct {
+	bases []jsontext.Base
+}
+
+// ParseFroms checks and prepares froms; one that is not an absolute URL,
+// or has a query or fragment, is an error.
+func ParseFroms(froms ...string) (Froms, error) {
+	var f Froms
+	for _, from := range froms {
+		b, err := parseFrom(from)
+		if err != nil {
+			return Froms{}, err
+		}
+		f.bases = append(f.bases, b)
+	}
+	return f, nil
+}
+
+// To returns the rules that rebase every one of the bases onto to, for
+// one answer. Nothing is parsed.
+func (f Froms) To(to string) Rules {
+	to = strings.TrimRight(to, "/")
+	r := Rules{json: make([]rebaseRule, len(f.bases)), header: make([]rebaseRule, len(f.bases))}
+	toJSON, toHeader := jsontext.AppendEscaped(nil, to), []byte(to)
+	for i, b := range f.bases {
+		r.json[i] = rebaseRule{base: b, to: toJSON}
+		r.header[i] = rebaseRule{base: b, to: toHeader}
+	}
+	return r
+}
+
+// Rules rebase an answer's URLs: Froms onto one base (Froms.To).
+type Rules struct {
+	json   []rebaseRule // To escaped for JSON strings
+	header []rebaseRule // To as it is, for header values
+}
+
+// Empty reports whether there is nothing to rebase.
+func (r Rules) Empty() bool { return len(r.json) == 0 }
+
+// RewriteURLs is the package's RewriteURLs with these rules.
+func (r Rules) RewriteURLs(body []byte) ([]byte, bool, error) {
+	return rewriteURLs(body, r.json)
+}
+
+// URLRebaser returns a URLRebaser of these rules.
+func (r Rules) URLRebaser() *URLRebaser {
+	return &URLRebaser{rules: r.header}
 }
 
 // Parsing contexts: where in DICOM JSON the value being parsed sits.

@@ -334,7 +334,19 @@ func FuzzRewriteURLs(f *testing.F) {
 	}
 	rev := []Rebase{{From: gateway, To: archive}}
 	none := []Rebase{{From: "http://nowhere.invalid/x", To: "http://elsewhere.invalid"}}
+	froms, err := ParseFroms(archive, "http://other:80/pacs/")
+	if err != nil {
+		f.Fatal(err)
+	}
+	prepared := froms.To(gateway + "/")
+	twoRules := []Rebase{{From: archive, To: gateway}, {From: "http://other:80/pacs/", To: gateway}}
 	f.Fuzz(func(t *testing.T, in []byte) {
+		// Rules prepared once (Froms.To) rebase as the rules given whole.
+		pout, pchanged, perr := prepared.RewriteURLs(in)
+		wout, wchanged, werr := RewriteURLs(in, twoRules)
+		if !bytes.Equal(pout, wout) || pchanged != wchanged || (perr == nil) != (werr == nil) {
+			t.Fatalf("Froms.To gives %q %v %v, the rules given whole %q %v %v", pout, pchanged, perr, wout, wchanged, werr)
+		}
 		orig := bytes.Clone(in)
 		out, changed, err := RewriteURLs(in, fwd)
 		if !bytes.Equal(in, orig) {
@@ -506,5 +518,44 @@ func BenchmarkJSONValid(b *testing.B) {
 		if !json.Valid(in) {
 			b.Fatal("invalid")
 		}
+	}
+}
+
+// TestFromsTo: bases parsed once and rebased onto a base per answer rebase
+// JSON strings and header values as rules given whole do, the base
+// escaped for JSON in the one and as it is in the other.
+func TestFromsTo(t *testing.T) {
+	froms, err := ParseFroms(archive, "http://other/pacs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := `https://gw.example/a"b/`
+	rules := froms.To(to)
+	if rules.Empty() || !(Froms{}).To(to).Empty() {
+		t.Fatalf("Empty: %v for two bases, %v for none", rules.Empty(), (Froms{}).To(to).Empty())
+	}
+	body := []byte(`[{"00081190":{"vr":"UR","Value":["http://archive:8042/dicom-web/studies/1","http://OTHER:80/pacs/studies/2","http://third/x"]}}]`)
+	whole := []Rebase{{From: archive, To: to}, {From: "http://other/pacs", To: to}}
+	got, changed, err := rules.RewriteURLs(body)
+	want, wantChanged, wantErr := RewriteURLs(body, whole)
+	if err != nil || wantErr != nil || !changed || !wantChanged || !bytes.Equal(got, want) {
+		t.Fatalf("Froms.To: %s %v %v; whole rules: %s %v %v", got, changed, err, want, wantChanged, wantErr)
+	}
+	if !bytes.Contains(got, []byte(`https://gw.example/a\"b/studies/1`)) {
+		t.Errorf("the base is not escaped for JSON: %s", got)
+	}
+	u, err := NewURLRebaser(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"http://other/pacs/studies/2/series/3", "http://archive:8042/dicom-web", "http://third/x"} {
+		g, gok := rules.URLRebaser().Rebase([]byte(v))
+		w, wok := u.Rebase([]byte(v))
+		if gok != wok || !bytes.Equal(g, w) {
+			t.Errorf("header %s: Froms.To gives %q %v, whole rules %q %v", v, g, gok, w, wok)
+		}
+	}
+	if g, _ := rules.URLRebaser().Rebase([]byte("http://other/pacs/x")); string(g) != `https://gw.example/a"b/x` {
+		t.Errorf("header rebased to %q: the base should be as it is", g)
 	}
 }

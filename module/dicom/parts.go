@@ -47,14 +47,9 @@ const (
 )
 
 // NewPartRebaser returns a PartRebaser writing to w, for a multipart body
-// whose boundary parameter is boundary. A rule whose From is not an
-// absolute URL is an error.
-func NewPartRebaser(w io.Writer, boundary string, rules []Rebase) (*PartRebaser, error) {
-	u, err := NewURLRebaser(rules)
-	if err != nil {
-		return nil, err
-	}
-	return &PartRebaser{w: w, delim: []byte("\r\n--" + boundary), urls: u}, nil
+// whose boundary parameter is boundary, rebasing part headers with urls.
+func NewPartRebaser(w io.Writer, boundary string, urls *URLRebaser) *PartRebaser {
+	return &PartRebaser{w: w, delim: []byte("\r\n--" + boundary), urls: urls}
 }
 
 // URLRebaser rebases plain URLs (header values, not JSON strings) by a set
@@ -68,12 +63,11 @@ type URLRebaser struct {
 func NewURLRebaser(rules []Rebase) (*URLRebaser, error) {
 	u := &URLRebaser{}
 	for _, r := range rules {
-		rr, err := compileRebase(r)
+		base, err := parseFrom(r.From)
 		if err != nil {
 			return nil, err
 		}
-		rr.to = []byte(strings.TrimRight(r.To, "/")) // a header value: not JSON-escaped
-		u.rules = append(u.rules, rr)
+		u.rules = append(u.rules, rebaseRule{base: base, to: []byte(strings.TrimRight(r.To, "/"))})
 	}
 	return u, nil
 }

@@ -42,10 +42,11 @@ func rebaseParts(t *testing.T, in string, rules []Rebase, chunk int) string {
 func rebasePartsKeeping(t *testing.T, in string, rules []Rebase, chunk int, decide func(bool) bool) string {
 	t.Helper()
 	var out bytes.Buffer
-	p, err := NewPartRebaser(&out, bnd, rules)
+	u, err := NewURLRebaser(rules)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := NewPartRebaser(&out, bnd, u)
 	if decide != nil {
 		p.KeepLength(func(changes bool) bool {
 			if out.Len() != 0 {
@@ -185,8 +186,11 @@ func TestPartRebaserHeaderForms(t *testing.T) {
 }
 
 func TestPartRebaserBadRule(t *testing.T) {
-	if _, err := NewPartRebaser(io.Discard, bnd, []Rebase{{From: "archive/dicom-web", To: gateway}}); err == nil {
+	if _, err := NewURLRebaser([]Rebase{{From: "archive/dicom-web", To: gateway}}); err == nil {
 		t.Error("a rule without a scheme was accepted")
+	}
+	if _, err := ParseFroms(archive, "archive/dicom-web"); err == nil {
+		t.Error("ParseFroms accepted a base without a scheme")
 	}
 }
 
@@ -249,7 +253,8 @@ func benchParts(b *testing.B, body []byte, rebase bool) {
 		var w io.Writer = io.Discard
 		var p *PartRebaser
 		if rebase {
-			p, _ = NewPartRebaser(io.Discard, bnd, fwd)
+			u, _ := NewURLRebaser(fwd)
+			p = NewPartRebaser(io.Discard, bnd, u)
 			w = p
 		}
 		for off := 0; off < len(body); off += 32 << 10 {
